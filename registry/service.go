@@ -1,0 +1,93 @@
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse"
+)
+
+// Service is the registry. It is safe for concurrent use.
+type Service struct {
+	store gatehouse.Store
+	now   func() time.Time
+	log   *slog.Logger
+	hub   *hub
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithClock sets the time source (tests inject a fixed or stepping clock).
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
+
+// New returns a registry over store.
+func New(store gatehouse.Store, opts ...Option) *Service {
+	s := &Service{store: store, now: time.Now, log: slog.New(slog.DiscardHandler), hub: newHub()}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// timestamp returns the current time as stored: UTC, microsecond precision
+// (what every backend keeps).
+func (s *Service) timestamp() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
+
+// update runs fn in a transaction and, once it has committed, wakes the
+// event streams of the scopes fn appended events to.
+func (s *Service) update(ctx context.Context, fn func(tx gatehouse.Tx, ev *eventLog) error) error {
+	var scopes []string
+	err := s.store.Update(ctx, func(tx gatehouse.Tx) error {
+		ev := &eventLog{tx: tx}
+		if err := fn(tx, ev); err != nil {
+			return err
+		}
+		scopes = ev.scopes
+		return nil
+	})
+	if err == nil {
+		for _, sc := range scopes {
+			s.hub.notify(sc)
+		}
+	}
+	return err
+}
+
+// eventLog appends events within a transaction and remembers their scopes.
+type eventLog struct {
+	tx     gatehouse.Tx
+	scopes []string
+}
+
+func (l *eventLog) append(scope, typ, actor, subject string, t time.Time, data any) error {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return fmt.Errorf("encode %s event: %w", typ, err)
+	}
+	e := &gatehouse.Event{Scope: scope, Type: typ, Time: t, Actor: actor, Subject: subject, Data: raw}
+	if err := l.tx.AppendEvent(e); err != nil {
+		return fmt.Errorf("append %s event: %w", typ, err)
+	}
+	l.scopes = append(l.scopes, scope)
+	return nil
+}
+
+// newETag returns a fresh random entity tag. Random rather than a counter so
+// that a device deleted and created again never repeats an old etag.
+func newETag() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Ready reports whether the store is reachable and migrated.
+func (s *Service) Ready(ctx context.Context) error { return s.store.Ready(ctx) }
