@@ -1,0 +1,227 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse"
+)
+
+// Bench runs the store benchmarks. Each sub-benchmark makes one store with
+// newStore and reuses it across the b.N ramp-up, so setup (10k devices for
+// Get and List) is paid once.
+//
+// Reported metrics beyond ns/op: ops/s for the write benchmarks (wall-clock
+// throughput of all goroutines together), p50-ns and p99-ns per-operation
+// latency for the parallel ones.
+func Bench(b *testing.B, newStore NewStore) {
+	b.Run("Create", func(b *testing.B) { benchCreate(b, lazyStore(b, newStore, 0)) })
+	b.Run("Get", func(b *testing.B) { benchGet(b, lazyStore(b, newStore, 10000)) })
+	b.Run("List", func(b *testing.B) { benchList(b, lazyStore(b, newStore, 10000)) })
+	b.Run("Transition", func(b *testing.B) { benchTransition(b, lazyStore(b, newStore, 10000), false) })
+	b.Run("TransitionParallel", func(b *testing.B) { benchTransition(b, lazyStore(b, newStore, 10000), true) })
+}
+
+const benchScope = "bench"
+
+// lazyStore returns a function that makes the store on first use (with n
+// devices), on parent so that it outlives each b.N round.
+func lazyStore(parent *testing.B, newStore NewStore, n int) func() gatehouse.Store {
+	var once sync.Once
+	var s gatehouse.Store
+	return func() gatehouse.Store {
+		once.Do(func() {
+			s = newStore(parent)
+			createScopes(parent, s, benchScope)
+			for i := 0; i < n; i += 500 {
+				batch := make([]*gatehouse.Device, 0, 500)
+				for j := i; j < i+500 && j < n; j++ {
+					batch = append(batch, benchDevice(fmt.Sprintf("dev-%06d", j), j))
+				}
+				createDevices(parent, s, batch...)
+			}
+		})
+		return s
+	}
+}
+
+var envs = []string{"prod", "staging", "dev"}
+
+// benchDevice is a device as the registry creates it: a couple of tags and
+// a small config.
+func benchDevice(id string, i int) *gatehouse.Device {
+	d := newDevice(benchScope, id, map[string]string{
+		"env":  envs[i%len(envs)],
+		"site": fmt.Sprintf("site-%d", i%50),
+	})
+	d.Config = []byte(`{"interval":60,"mode":"normal"}`)
+	return d
+}
+
+// latencies collects per-operation durations from parallel goroutines.
+type latencies struct {
+	mu  sync.Mutex
+	all []time.Duration
+}
+
+func (l *latencies) add(ds []time.Duration) {
+	l.mu.Lock()
+	l.all = append(l.all, ds...)
+	l.mu.Unlock()
+}
+
+func (l *latencies) report(b *testing.B) {
+	if len(l.all) == 0 {
+		return
+	}
+	slices.Sort(l.all)
+	q := func(p float64) float64 { return float64(l.all[int(p*float64(len(l.all)-1))].Nanoseconds()) }
+	b.ReportMetric(q(0.50), "p50-ns")
+	b.ReportMetric(q(0.99), "p99-ns")
+}
+
+func reportRate(b *testing.B, unit string) {
+	if e := b.Elapsed(); e > 0 {
+		b.ReportMetric(float64(b.N)/e.Seconds(), unit)
+	}
+}
+
+var benchSeq atomic.Int64
+
+func benchCreate(b *testing.B, store func() gatehouse.Store) {
+	s := store()
+	ctx := context.Background()
+	var lat latencies
+	b.SetParallelism(max(1, 64/maxProcs()))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var ds []time.Duration
+		for pb.Next() {
+			i := int(benchSeq.Add(1))
+			d := benchDevice(fmt.Sprintf("new-%09d", i), i)
+			start := time.Now()
+			err := s.Update(ctx, func(tx gatehouse.Tx) error {
+				if err := tx.CreateDevice(d); err != nil {
+					return err
+				}
+				return tx.AppendEvent(&gatehouse.Event{
+					Scope: benchScope, Type: gatehouse.EventDeviceCreated, Time: d.CreatedAt,
+					Actor: "token:bench", Subject: gatehouse.DeviceSubject(d.ID), Data: []byte(`{"state":"provisioned"}`),
+				})
+			})
+			ds = append(ds, time.Since(start))
+			if err != nil {
+				b.Errorf("create: %v", err)
+				return
+			}
+		}
+		lat.add(ds)
+	})
+	reportRate(b, "creates/s")
+	lat.report(b)
+}
+
+func benchGet(b *testing.B, store func() gatehouse.Store) {
+	s := store()
+	ctx := context.Background()
+	var lat latencies
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r := rand.New(rand.NewPCG(rand.Uint64(), 1))
+		var ds []time.Duration
+		for pb.Next() {
+			id := fmt.Sprintf("dev-%06d", r.IntN(10000))
+			start := time.Now()
+			_, err := s.GetDevice(ctx, benchScope, id)
+			ds = append(ds, time.Since(start))
+			if err != nil {
+				b.Errorf("GetDevice(%s): %v", id, err)
+				return
+			}
+		}
+		lat.add(ds)
+	})
+	reportRate(b, "gets/s")
+	lat.report(b)
+}
+
+func benchList(b *testing.B, store func() gatehouse.Store) {
+	s := store()
+	ctx := context.Background()
+	filters := []gatehouse.DeviceFilter{
+		{Scope: benchScope, Limit: 100, Selectors: []gatehouse.TagSelector{{Key: "env", Op: gatehouse.SelEq, Values: []string{"prod"}}}},
+		{Scope: benchScope, Limit: 100, Selectors: []gatehouse.TagSelector{{Key: "site", Op: gatehouse.SelIn, Values: []string{"site-7", "site-8"}}}},
+		{Scope: benchScope, Limit: 100, Selectors: []gatehouse.TagSelector{{Key: "env", Op: gatehouse.SelEq, Values: []string{"prod"}}}, After: "dev-005000"},
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		f := filters[i%len(filters)]
+		got, err := s.ListDevices(ctx, f)
+		if err != nil {
+			b.Fatalf("ListDevices: %v", err)
+		}
+		if len(got) != 100 {
+			b.Fatalf("ListDevices: got %d devices, want 100", len(got))
+		}
+	}
+}
+
+// benchTransition is the registry's state change: read the device, change
+// its state, record the history entry and the event, all in one Update.
+func benchTransition(b *testing.B, store func() gatehouse.Store, parallel bool) {
+	s := store()
+	ctx := context.Background()
+	var next atomic.Int64
+	transition := func() error {
+		id := fmt.Sprintf("dev-%06d", next.Add(1)%10000)
+		return s.Update(ctx, func(tx gatehouse.Tx) error {
+			d, err := tx.GetDevice(benchScope, id)
+			if err != nil {
+				return err
+			}
+			from := d.State
+			to := gatehouse.StateInactive
+			if from == gatehouse.StateInactive {
+				to = gatehouse.StateActive
+			}
+			prev := d.ETag
+			t := now()
+			d.State, d.UpdatedAt, d.ETag = to, t, fmt.Sprint(t.UnixNano())
+			if err := tx.UpdateDevice(d, prev); err != nil {
+				return err
+			}
+			if err := tx.AddStateChange(benchScope, id, &gatehouse.StateChange{From: from, To: to, Actor: "token:bench", Time: t}); err != nil {
+				return err
+			}
+			return tx.AppendEvent(&gatehouse.Event{Scope: benchScope, Type: gatehouse.EventDeviceStateChanged, Time: t, Actor: "token:bench", Subject: gatehouse.DeviceSubject(id)})
+		})
+	}
+	b.ResetTimer()
+	if !parallel {
+		for b.Loop() {
+			if err := transition(); err != nil {
+				b.Fatalf("transition: %v", err)
+			}
+		}
+	} else {
+		b.SetParallelism(max(1, 64/maxProcs()))
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := transition(); err != nil {
+					b.Errorf("transition: %v", err)
+					return
+				}
+			}
+		})
+	}
+	reportRate(b, "transitions/s")
+}
+
+func maxProcs() int { return runtime.GOMAXPROCS(0) }
