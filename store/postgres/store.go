@@ -1,0 +1,178 @@
+// Package postgres stores Gatehouse's data in PostgreSQL, through pgx, for
+// installations where several Gatehouse nodes share one database.
+//
+// Open applies the embedded migrations under an advisory lock, so nodes may
+// start together. Update runs read-committed transactions in which
+// Tx.GetDevice locks the row (SELECT ... FOR UPDATE) and AppendEvent locks
+// the scope's sequence row: read-modify-write never loses an update, and
+// events commit in sequence order. Statements that may fail for ordinary
+// reasons (a duplicate key, a missing row) are written so that PostgreSQL
+// reports no error, which would abort the whole transaction: the caller's
+// function may handle the gatehouse.Error and carry on.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Store is a gatehouse.Store backed by PostgreSQL. It is safe for concurrent
+// use.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var _ gatehouse.Store = (*Store)(nil)
+
+// Open connects to the database named by dsn (a postgres:// URL or a
+// key=value string, as libpq takes), migrates its schema to the version this
+// binary knows, and returns the store. It fails if the schema is newer.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// The parse error may quote the DSN, password included: keep it out.
+		return nil, gatehouse.Errorf(gatehouse.EInvalid, "the PostgreSQL connection string is malformed; use postgres://user@host:port/db?sslmode=... or key=value pairs")
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, mapErr("connect", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, mapErr("connect", err)
+	}
+	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &Store{pool: pool}, nil
+}
+
+// Close releases the store's connections.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// Ready reports whether the database is reachable and its schema is the one
+// this binary expects.
+func (s *Store) Ready(ctx context.Context) error {
+	v, err := schemaVersion(ctx, s.pool)
+	if err != nil {
+		return err
+	}
+	if v != latestVersion {
+		return fmt.Errorf("schema version %d, want %d: %w", v, latestVersion,
+			gatehouse.Errorf(gatehouse.EUnavailable, "the database schema is not the version this node expects; check that all nodes run the same Gatehouse release"))
+	}
+	return nil
+}
+
+// maxAttempts bounds how often Update runs fn when PostgreSQL reports a
+// serialization failure or a deadlock.
+const maxAttempts = 5
+
+// Update runs fn in a transaction and commits it. When PostgreSQL aborts the
+// transaction for a serialization failure or a deadlock, Update runs fn again
+// (up to maxAttempts in all), after a short random pause.
+func (s *Store) Update(ctx context.Context, fn func(tx gatehouse.Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		retry, err := s.update(ctx, fn)
+		if !retry || attempt == maxAttempts {
+			return err
+		}
+		pause := time.Duration(attempt) * time.Duration(1+rand.IntN(10)) * time.Millisecond
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+	}
+}
+
+// update makes one attempt; retry says whether another may succeed.
+func (s *Store) update(ctx context.Context, fn func(tx gatehouse.Tx) error) (retry bool, err error) {
+	ptx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return false, mapErr("begin", err)
+	}
+	tx := &Tx{ctx: ctx, tx: ptx}
+	defer func() {
+		if err != nil {
+			ptx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	if err := fn(tx); err != nil {
+		// fn may have turned the driver's error into its own; the Tx
+		// remembers whether PostgreSQL asked for a retry.
+		return isRetryable(tx.aborted) || isRetryable(err), err
+	}
+	if tx.aborted != nil {
+		// fn swallowed an error that aborted the transaction: COMMIT would
+		// only roll back.
+		return isRetryable(tx.aborted), mapErr("commit", tx.aborted)
+	}
+	if err := ptx.Commit(ctx); err != nil {
+		// A connection lost during COMMIT leaves the outcome unknown, so
+		// only an explicit serialization failure is retried.
+		return isRetryable(err), mapErr("commit", err)
+	}
+	return false, nil
+}
+
+// isRetryable reports whether PostgreSQL aborted a transaction that may
+// succeed if run again.
+func isRetryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+}
+
+// isUnavailable reports whether err means the database cannot be reached or
+// will not serve us right now.
+func isUnavailable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || // connection exception
+			pe.Code == "53300" || // too_many_connections
+			pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" // shutdown, crash, starting up
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.As(err, &ce) || errors.As(err, &ne) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed)
+}
+
+// mapErr gives a driver error its gatehouse code. The driver's error stays in
+// the chain for logs, but never in the *gatehouse.Error message, which may be
+// shown to API callers.
+func mapErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ge *gatehouse.Error
+	if errors.As(err, &ge) {
+		return err
+	}
+	var pe *pgconn.PgError
+	switch {
+	case isUnavailable(err):
+		return fmt.Errorf("%s: %w: %w", op, gatehouse.Errorf(gatehouse.EUnavailable, "the database is unavailable; try again later"), err)
+	case errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("%s: %w: %w", op, gatehouse.Errorf(gatehouse.ENotFound, "not found"), err)
+	case errors.As(err, &pe) && pe.Code == "23505":
+		return fmt.Errorf("%s: %w: %w", op, gatehouse.Errorf(gatehouse.EConflict, "already exists"), err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
