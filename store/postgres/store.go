@@ -108,8 +108,11 @@ func (s *Store) update(ctx context.Context, fn func(tx gatehouse.Tx) error) (ret
 		return false, mapErr("begin", err)
 	}
 	tx := &Tx{ctx: ctx, tx: ptx}
+	committed := false
 	defer func() {
-		if err != nil {
+		// Also when fn panics: the connection goes back to the pool clean
+		// and the panic carries on to the caller.
+		if !committed {
 			ptx.Rollback(context.WithoutCancel(ctx))
 		}
 	}()
@@ -123,7 +126,9 @@ func (s *Store) update(ctx context.Context, fn func(tx gatehouse.Tx) error) (ret
 		// only roll back.
 		return isRetryable(tx.aborted), mapErr("commit", tx.aborted)
 	}
-	if err := ptx.Commit(ctx); err != nil {
+	err = ptx.Commit(ctx)
+	committed = true // or failed: either way there is nothing to roll back
+	if err != nil {
 		// A connection lost during COMMIT leaves the outcome unknown, so
 		// only an explicit serialization failure is retried.
 		return isRetryable(err), mapErr("commit", err)
