@@ -1,0 +1,166 @@
+package ca
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+)
+
+// An Authority issues certificates: a CA certificate and the signer holding
+// its private key. It is safe for concurrent use if its signer is.
+type Authority struct {
+	cert    *x509.Certificate
+	certPEM []byte
+	// chain holds the certificates above cert, nearest first, up to but not
+	// including the self-signed root. It is empty for a root.
+	chain  []*x509.Certificate
+	signer crypto.Signer
+}
+
+// New returns an Authority for cert, signing with signer, whose public key
+// must be cert's. chain lists the certificates above cert, nearest first;
+// leave it empty for a root. A trailing self-signed root in chain is dropped,
+// since a TLS peer must not rely on the root the other side sends.
+func New(cert *x509.Certificate, signer crypto.Signer, chain ...*x509.Certificate) (*Authority, error) {
+	if !cert.IsCA || !cert.BasicConstraintsValid {
+		return nil, errors.New("new authority: certificate is not a CA certificate")
+	}
+	if cert.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return nil, errors.New("new authority: certificate lacks the certSign key usage")
+	}
+	pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(cert.PublicKey) {
+		return nil, errors.New("new authority: the signer's public key does not match the certificate")
+	}
+	if n := len(chain); n > 0 && isSelfSigned(chain[n-1]) {
+		chain = chain[:n-1]
+	}
+	return &Authority{
+		cert:    cert,
+		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}),
+		chain:   chain,
+		signer:  signer,
+	}, nil
+}
+
+// Certificate returns the CA certificate. The caller must not modify it.
+func (a *Authority) Certificate() *x509.Certificate { return a.cert }
+
+// CertPEM returns the CA certificate in PEM, for DATA/ca.pem: what clients
+// install to trust this CA.
+func (a *Authority) CertPEM() []byte { return append([]byte(nil), a.certPEM...) }
+
+// Signer returns the CA's signer.
+func (a *Authority) Signer() crypto.Signer { return a.signer }
+
+// sign issues a certificate for pub from tmpl. It is the one place every
+// certificate is made, and owns the policy common to all: a random serial,
+// key identifiers, and a validity that starts no earlier than now minus the
+// allowed clock skew and ends no later than the issuer's. tmpl is not
+// modified.
+func (a *Authority) sign(tmpl *x509.Certificate, pub crypto.PublicKey, now time.Time) (*x509.Certificate, error) {
+	if now.After(a.cert.NotAfter) {
+		return nil, fmt.Errorf("CA %q expired at %s; create a new CA", a.cert.Subject.CommonName, a.cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	t := *tmpl
+	if t.NotBefore.IsZero() {
+		t.NotBefore = now.Add(-clockSkew)
+	}
+	if t.NotBefore.Before(a.cert.NotBefore) {
+		t.NotBefore = a.cert.NotBefore
+	}
+	if t.NotAfter.After(a.cert.NotAfter) {
+		t.NotAfter = a.cert.NotAfter
+	}
+	if !t.NotAfter.After(t.NotBefore) {
+		return nil, fmt.Errorf("certificate validity %s..%s is empty", t.NotBefore.UTC().Format(time.RFC3339), t.NotAfter.UTC().Format(time.RFC3339))
+	}
+	var err error
+	if t.SerialNumber, err = randomSerial(); err != nil {
+		return nil, err
+	}
+	if t.SubjectKeyId, err = subjectKeyID(pub); err != nil {
+		return nil, err
+	}
+	t.AuthorityKeyId = a.cert.SubjectKeyId
+	der, err := x509.CreateCertificate(rand.Reader, &t, a.cert, pub, a.signer)
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
+}
+
+// clockSkew backdates NotBefore so that a peer whose clock runs a little
+// behind ours accepts a certificate issued just now.
+const clockSkew = time.Hour
+
+// newSelfSigned creates a self-signed CA certificate for signer.
+func newSelfSigned(subject pkix.Name, signer crypto.Signer, now time.Time, validity time.Duration, maxPathLen int) (*x509.Certificate, error) {
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	skid, err := subjectKeyID(signer.Public())
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               subject,
+		NotBefore:             now.Add(-clockSkew),
+		NotAfter:              now.Add(validity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            maxPathLen,
+		MaxPathLenZero:        maxPathLen == 0,
+		SubjectKeyId:          skid,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, signer.Public(), signer)
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
+}
+
+// randomSerial returns a random positive 128-bit serial number.
+func randomSerial() (*big.Int, error) {
+	b := make([]byte, 16)
+	for {
+		rand.Read(b)
+		if n := new(big.Int).SetBytes(b); n.Sign() > 0 {
+			return n, nil
+		}
+	}
+}
+
+// subjectKeyID returns the key identifier of pub by RFC 7093 section 2
+// method 1: the leftmost 160 bits of the SHA-256 of the subjectPublicKey bit
+// string.
+func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("subject key id: %w", err)
+	}
+	var spki struct {
+		Algorithm pkix.AlgorithmIdentifier
+		PublicKey asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(der, &spki); err != nil {
+		return nil, fmt.Errorf("subject key id: %w", err)
+	}
+	sum := sha256.Sum256(spki.PublicKey.Bytes)
+	return sum[:20], nil
+}
+
+func isSelfSigned(c *x509.Certificate) bool {
+	return c.CheckSignatureFrom(c) == nil
+}
