@@ -1,0 +1,9 @@
+package postgres
+
+// Internals the external tests (package postgres_test) look at.
+var (
+	ListDevicesQuery = listDevicesQuery
+	MapErr           = mapErr
+	MigrateLockKey   = migrateLockKey
+	LatestVersion    = latestVersion
+)

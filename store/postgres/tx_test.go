@@ -1,0 +1,154 @@
+package postgres_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse"
+)
+
+func ts() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+func testDevice(scope, id string) *gatehouse.Device {
+	t := ts()
+	return &gatehouse.Device{
+		ID: id, Scope: scope, State: gatehouse.StateProvisioned,
+		Connection: gatehouse.Connection{Status: gatehouse.Offline},
+		Tags:       map[string]string{"env": "prod"},
+		Config:     []byte(`{}`), Reported: []byte(`{}`),
+		CreatedAt: t, UpdatedAt: t, ETag: "1",
+	}
+}
+
+// TestExpectedErrorsKeepTxUsable: in PostgreSQL any failed statement aborts
+// the transaction. The store must produce its ordinary errors (duplicate,
+// missing, stale etag) without one, so that fn may handle them and go on.
+func TestExpectedErrorsKeepTxUsable(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	if err := s.Update(ctx, func(tx gatehouse.Tx) error {
+		if err := tx.CreateScope(&gatehouse.Scope{ID: "acme", CreatedAt: ts()}); err != nil {
+			return err
+		}
+		if err := tx.CreateToken(&gatehouse.Token{ID: "aaaaaaaaaaaaaaaa", Scope: "acme", Name: "t", Role: gatehouse.RoleAdmin, Hash: []byte{1}, CreatedAt: ts()}); err != nil {
+			return err
+		}
+		return tx.CreateDevice(testDevice("acme", "d1"))
+	}); err != nil {
+		t.Fatalf("setup: %v", err)
+	}
+
+	err := s.Update(ctx, func(tx gatehouse.Tx) error {
+		steps := []struct {
+			name string
+			err  error
+			code string
+		}{
+			{"CreateScope duplicate", tx.CreateScope(&gatehouse.Scope{ID: "acme", CreatedAt: ts()}), gatehouse.EConflict},
+			{"CreateToken duplicate", tx.CreateToken(&gatehouse.Token{ID: "aaaaaaaaaaaaaaaa", Scope: "acme", Name: "t", Role: gatehouse.RoleAdmin, Hash: []byte{1}, CreatedAt: ts()}), gatehouse.EConflict},
+			{"CreateDevice duplicate", tx.CreateDevice(testDevice("acme", "d1")), gatehouse.EConflict},
+			{"GetScope missing", func() error { _, err := tx.GetScope("nope"); return err }(), gatehouse.ENotFound},
+			{"GetDevice missing", func() error { _, err := tx.GetDevice("acme", "nope"); return err }(), gatehouse.ENotFound},
+			{"UpdateDevice stale", tx.UpdateDevice(testDevice("acme", "d1"), "stale"), gatehouse.EPreconditionFailed},
+			{"UpdateDevice missing", tx.UpdateDevice(testDevice("acme", "nope"), "1"), gatehouse.ENotFound},
+			{"DeleteDevice missing", tx.DeleteDevice("acme", "nope"), gatehouse.ENotFound},
+			{"RevokeToken missing", tx.RevokeToken("zzzzzzzzzzzzzzzz", ts()), gatehouse.ENotFound},
+			{"AddStateChange missing", tx.AddStateChange("acme", "nope", &gatehouse.StateChange{From: "a", To: "b", Time: ts()}), gatehouse.ENotFound},
+		}
+		for _, st := range steps {
+			if got := gatehouse.ErrorCode(st.err); got != st.code {
+				t.Errorf("%s: got code %q (err %v), want %q", st.name, got, st.err, st.code)
+			}
+		}
+		// The transaction still works and commits.
+		return tx.CreateScope(&gatehouse.Scope{ID: "after", CreatedAt: ts()})
+	})
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if _, err := s.GetScope(ctx, "after"); err != nil {
+		t.Errorf("GetScope(after): %v; the write after handled errors was lost", err)
+	}
+}
+
+// TestSwallowedErrorDoesNotCommit: when fn ignores a database error that
+// aborted the transaction and returns nil, Update must report an error, not
+// pretend the earlier writes committed.
+func TestSwallowedErrorDoesNotCommit(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	err := s.Update(ctx, func(tx gatehouse.Tx) error {
+		if err := tx.CreateScope(&gatehouse.Scope{ID: "lost", CreatedAt: ts()}); err != nil {
+			return err
+		}
+		// PostgreSQL text cannot hold NUL: the statement fails and aborts
+		// the transaction.
+		if err := tx.AppendEvent(&gatehouse.Event{Scope: "lost", Type: "bad\x00type", Time: ts()}); err == nil {
+			t.Errorf("AppendEvent with a NUL byte: got nil error")
+		}
+		return nil
+	})
+	if err == nil {
+		t.Fatal("Update: got nil error after fn swallowed a database error")
+	}
+	if _, err := s.GetScope(ctx, "lost"); gatehouse.ErrorCode(err) != gatehouse.ENotFound {
+		t.Errorf("GetScope(lost): got %v, want not_found", err)
+	}
+}
+
+// TestUpdateRetriesDeadlock makes two transactions lock two devices in
+// opposite orders. PostgreSQL aborts one with deadlock_detected; Update must
+// run its fn again, and both must succeed.
+func TestUpdateRetriesDeadlock(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	if err := s.Update(ctx, func(tx gatehouse.Tx) error {
+		if err := tx.CreateScope(&gatehouse.Scope{ID: "acme", CreatedAt: ts()}); err != nil {
+			return err
+		}
+		if err := tx.CreateDevice(testDevice("acme", "a")); err != nil {
+			return err
+		}
+		return tx.CreateDevice(testDevice("acme", "b"))
+	}); err != nil {
+		t.Fatalf("setup: %v", err)
+	}
+
+	var calls atomic.Int32
+	var both sync.WaitGroup // both hold their first lock
+	both.Add(2)
+	var wg sync.WaitGroup
+	for i, order := range [][2]string{{"a", "b"}, {"b", "a"}} {
+		var attempt int
+		wg.Go(func() {
+			err := s.Update(ctx, func(tx gatehouse.Tx) error {
+				calls.Add(1)
+				attempt++
+				d, err := tx.GetDevice("acme", order[0])
+				if err != nil {
+					return err
+				}
+				if attempt == 1 {
+					both.Done()
+					both.Wait()
+				}
+				if _, err := tx.GetDevice("acme", order[1]); err != nil {
+					return err
+				}
+				prev := d.ETag
+				d.ETag = prev + "+" + string(rune('x'+i))
+				return tx.UpdateDevice(d, prev)
+			})
+			if err != nil {
+				t.Errorf("writer %d: Update: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := calls.Load(); got != 3 {
+		t.Errorf("fn calls: got %d, want 3 (one of the two retried once)", got)
+	}
+}
