@@ -81,7 +81,9 @@ func testTokens(t *testing.T, newStore NewStore) {
 	t.Run("Duplicate", func(t *testing.T) {
 		s := newStore(t)
 		createScopes(t, s, "acme", "beta")
-		update(t, s, func(tx gatehouse.Tx) error { return tx.CreateToken(mkToken("aaaaaaaaaaaaaaaa", "acme", gatehouse.RoleAdmin)) })
+		update(t, s, func(tx gatehouse.Tx) error {
+			return tx.CreateToken(mkToken("aaaaaaaaaaaaaaaa", "acme", gatehouse.RoleAdmin))
+		})
 		err := s.Update(ctx, func(tx gatehouse.Tx) error {
 			// Same ID in another scope: token IDs are global.
 			return tx.CreateToken(mkToken("aaaaaaaaaaaaaaaa", "beta", gatehouse.RoleAdmin))

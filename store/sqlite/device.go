@@ -1,0 +1,264 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/gatehouse-iot/gatehouse"
+)
+
+const deviceColumns = `scope, id, state, conn_status, last_seen, tags, config, reported, enrollment, created_at, updated_at, etag`
+
+func deviceName(scope, id string) string { return fmt.Sprintf("device %q in scope %q", id, scope) }
+
+func scanDevice(sc scanner) (*gatehouse.Device, error) {
+	var d gatehouse.Device
+	var lastSeen sql.NullInt64
+	var tags, config, reported []byte
+	var created, updated int64
+	// Into []byte, which Scan copies; a json.RawMessage destination would
+	// alias the driver's buffer.
+	err := sc.Scan(&d.Scope, &d.ID, &d.State, &d.Connection.Status, &lastSeen, &tags,
+		&config, &reported, &d.Enrollment, &created, &updated, &d.ETag)
+	if err != nil {
+		return nil, err
+	}
+	d.Config, d.Reported = config, reported
+	d.Connection.LastSeen = fromNullMicros(lastSeen)
+	d.CreatedAt = fromMicros(created)
+	d.UpdatedAt = fromMicros(updated)
+	if err := json.Unmarshal(tags, &d.Tags); err != nil {
+		return nil, fmt.Errorf("decode tags: %w", err)
+	}
+	if d.Tags == nil {
+		d.Tags = map[string]string{}
+	}
+	return &d, nil
+}
+
+func encodeTags(tags map[string]string) (string, error) {
+	if len(tags) == 0 {
+		return "{}", nil
+	}
+	b, err := json.Marshal(tags)
+	return string(b), err
+}
+
+// orEmpty keeps NOT NULL columns happy: a nil document is stored as empty
+// bytes and read back as such.
+func orEmpty(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func getDevice(ctx context.Context, c *stmtCache, scope, id string) (*gatehouse.Device, error) {
+	d, err := scanDevice(c.queryRow(ctx, `SELECT `+deviceColumns+` FROM devices WHERE scope = ? AND id = ?`, scope, id))
+	if err != nil {
+		return nil, storeError("get device", err, deviceName(scope, id), "")
+	}
+	return d, nil
+}
+
+// GetDevice implements gatehouse.Reader.
+func (s *Store) GetDevice(ctx context.Context, scope, id string) (*gatehouse.Device, error) {
+	return getDevice(ctx, s.reads, scope, id)
+}
+
+// ListDevices implements gatehouse.Reader. Tag selectors become
+// subqueries on device_tags, which the index (scope, key, value, device_id)
+// answers without touching devices; states and connection use their own
+// (scope, column, id) indexes.
+func (s *Store) ListDevices(ctx context.Context, f gatehouse.DeviceFilter) ([]*gatehouse.Device, error) {
+	query, args := deviceQuery(f)
+	rows, err := s.reads.query(ctx, query, args...)
+	if err != nil {
+		return nil, storeError("list devices", err, "devices", "")
+	}
+	defer rows.Close()
+	var out []*gatehouse.Device
+	for rows.Next() {
+		d, err := scanDevice(rows)
+		if err != nil {
+			return nil, storeError("list devices", err, "devices", "")
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, storeError("list devices", err, "devices", "")
+	}
+	return out, nil
+}
+
+// DefaultLimit is the page size of ListDevices when the filter sets none.
+const DefaultLimit = 100
+
+// deviceQuery builds the SQL of a device filter.
+func deviceQuery(f gatehouse.DeviceFilter) (string, []any) {
+	var b strings.Builder
+	args := []any{f.Scope, f.After}
+	b.WriteString(`SELECT ` + deviceColumns + ` FROM devices WHERE scope = ? AND id > ?`)
+	if len(f.States) > 0 {
+		b.WriteString(` AND state IN (` + placeholders(len(f.States)) + `)`)
+		for _, st := range f.States {
+			args = append(args, string(st))
+		}
+	}
+	if f.Connection != "" {
+		b.WriteString(` AND conn_status = ?`)
+		args = append(args, string(f.Connection))
+	}
+	for _, sel := range f.Selectors {
+		in := "IN"
+		switch sel.Op {
+		case gatehouse.SelNotEq, gatehouse.SelNotIn, gatehouse.SelNotExists:
+			in = "NOT IN"
+		}
+		b.WriteString(` AND id ` + in + ` (SELECT device_id FROM device_tags WHERE scope = ? AND key = ?`)
+		args = append(args, f.Scope, sel.Key)
+		switch sel.Op {
+		case gatehouse.SelEq, gatehouse.SelNotEq:
+			b.WriteString(` AND value = ?`)
+			args = append(args, sel.Values[0])
+		case gatehouse.SelIn, gatehouse.SelNotIn:
+			b.WriteString(` AND value IN (` + placeholders(len(sel.Values)) + `)`)
+			for _, v := range sel.Values {
+				args = append(args, v)
+			}
+		}
+		b.WriteString(`)`)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	b.WriteString(` ORDER BY id LIMIT ?`)
+	args = append(args, limit)
+	return b.String(), args
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// DeviceHistory implements gatehouse.Reader. A device that does not exist
+// has no history: the result is empty, not an error.
+func (s *Store) DeviceHistory(ctx context.Context, scope, id string) ([]*gatehouse.StateChange, error) {
+	rows, err := s.reads.query(ctx, `SELECT from_state, to_state, actor, reason, time FROM device_history
+		WHERE scope = ? AND device_id = ? ORDER BY seq`, scope, id)
+	if err != nil {
+		return nil, storeError("device history", err, deviceName(scope, id), "")
+	}
+	defer rows.Close()
+	var out []*gatehouse.StateChange
+	for rows.Next() {
+		var c gatehouse.StateChange
+		var us int64
+		if err := rows.Scan(&c.From, &c.To, &c.Actor, &c.Reason, &us); err != nil {
+			return nil, storeError("device history", err, deviceName(scope, id), "")
+		}
+		c.Time = fromMicros(us)
+		out = append(out, &c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, storeError("device history", err, deviceName(scope, id), "")
+	}
+	return out, nil
+}
+
+func (t *tx) GetDevice(scope, id string) (*gatehouse.Device, error) {
+	return getDevice(bg, t.q(), scope, id)
+}
+
+func (t *tx) CreateDevice(d *gatehouse.Device) error {
+	name := deviceName(d.Scope, d.ID)
+	tags, err := encodeTags(d.Tags)
+	if err != nil {
+		return fmt.Errorf("create device: encode tags: %w", err)
+	}
+	_, err = t.q().exec(bg, `INSERT INTO devices (`+deviceColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		d.Scope, d.ID, string(d.State), string(d.Connection.Status), nullMicros(d.Connection.LastSeen), tags,
+		orEmpty(d.Config), orEmpty(d.Reported), d.Enrollment, micros(d.CreatedAt), micros(d.UpdatedAt), d.ETag)
+	if err != nil {
+		return storeError("create device", err, name, fmt.Sprintf("scope %q", d.Scope))
+	}
+	for k, v := range d.Tags {
+		if err := t.insertTag(d.Scope, d.ID, k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *tx) insertTag(scope, id, k, v string) error {
+	_, err := t.q().exec(bg, `INSERT INTO device_tags (scope, device_id, key, value) VALUES (?, ?, ?, ?)`, scope, id, k, v)
+	return storeError("write device tag", err, fmt.Sprintf("tag %q of %s", k, deviceName(scope, id)), deviceName(scope, id))
+}
+
+func (t *tx) UpdateDevice(d *gatehouse.Device, prevETag string) error {
+	name := deviceName(d.Scope, d.ID)
+	var etag string
+	var oldTagsJSON []byte
+	err := t.q().queryRow(bg, `SELECT etag, tags FROM devices WHERE scope = ? AND id = ?`, d.Scope, d.ID).Scan(&etag, &oldTagsJSON)
+	if err != nil {
+		return storeError("update device", err, name, "")
+	}
+	if etag != prevETag {
+		return gatehouse.Errorf(gatehouse.EPreconditionFailed, "%s has changed since it was read (etag %q, not %q); read it again and retry", name, etag, prevETag)
+	}
+	tags, err := encodeTags(d.Tags)
+	if err != nil {
+		return fmt.Errorf("update device: encode tags: %w", err)
+	}
+	_, err = t.q().exec(bg, `UPDATE devices SET state = ?, conn_status = ?, last_seen = ?, tags = ?, config = ?, reported = ?,
+		enrollment = ?, created_at = ?, updated_at = ?, etag = ? WHERE scope = ? AND id = ?`,
+		string(d.State), string(d.Connection.Status), nullMicros(d.Connection.LastSeen), tags,
+		orEmpty(d.Config), orEmpty(d.Reported), d.Enrollment, micros(d.CreatedAt), micros(d.UpdatedAt), d.ETag, d.Scope, d.ID)
+	if err != nil {
+		return storeError("update device", err, name, "")
+	}
+	if tags == string(oldTagsJSON) {
+		return nil // the common case: a state or config change leaves the tag index alone
+	}
+	var old map[string]string
+	if err := json.Unmarshal(oldTagsJSON, &old); err != nil {
+		return fmt.Errorf("update device: decode stored tags: %w", err)
+	}
+	for k, v := range old {
+		if nv, ok := d.Tags[k]; ok && nv == v {
+			continue
+		}
+		if _, err := t.q().exec(bg, `DELETE FROM device_tags WHERE scope = ? AND device_id = ? AND key = ?`, d.Scope, d.ID, k); err != nil {
+			return storeError("update device tags", err, name, "")
+		}
+	}
+	for k, v := range d.Tags {
+		if ov, ok := old[k]; ok && ov == v {
+			continue
+		}
+		if err := t.insertTag(d.Scope, d.ID, k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DeleteDevice removes the device; its tags and history go with it by
+// ON DELETE CASCADE. Its events stay: they are the audit log.
+func (t *tx) DeleteDevice(scope, id string) error {
+	res, err := t.q().exec(bg, `DELETE FROM devices WHERE scope = ? AND id = ?`, scope, id)
+	if err != nil {
+		return storeError("delete device", err, deviceName(scope, id), "")
+	}
+	return mustAffect(res, "delete device", deviceName(scope, id))
+}
+
+func (t *tx) AddStateChange(scope, id string, c *gatehouse.StateChange) error {
+	_, err := t.q().exec(bg, `INSERT INTO device_history (scope, device_id, from_state, to_state, actor, reason, time)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, scope, id, string(c.From), string(c.To), c.Actor, c.Reason, micros(c.Time))
+	return storeError("add state change", err, "state change of "+deviceName(scope, id), deviceName(scope, id))
+}

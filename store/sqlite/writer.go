@@ -1,0 +1,181 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/gatehouse-iot/gatehouse"
+)
+
+// Request states. The writer claims a queued request before running it; a
+// caller whose ctx ends first abandons it instead. Whoever wins the CAS
+// decides, so a request is either never run or its caller waits for its
+// outcome.
+const (
+	queued int32 = iota
+	claimed
+	abandoned
+)
+
+type request struct {
+	ctx   context.Context
+	fn    func(gatehouse.Tx) error
+	state atomic.Int32
+	done  chan result // buffered: the writer never blocks on a caller
+}
+
+type result struct {
+	err      error
+	panicked bool
+	panicVal any
+}
+
+// writer owns the one write connection and runs every Update.
+type writer struct {
+	s       *Store
+	conn    *sql.Conn
+	stmts   *stmtCache
+	queue   chan *request
+	stopped chan struct{}
+}
+
+func newWriter(s *Store, conn *sql.Conn) *writer {
+	return &writer{
+		s:       s,
+		conn:    conn,
+		stmts:   newStmtCache(conn),
+		queue:   make(chan *request, s.opts.maxBatch),
+		stopped: make(chan struct{}),
+	}
+}
+
+// run takes whatever is queued, up to maxBatch, and runs it as one batch. It
+// never waits for a batch to fill: a lone Update runs at once.
+func (w *writer) run() {
+	defer close(w.stopped)
+	batch := make([]*request, 0, w.s.opts.maxBatch)
+	for {
+		r, ok := <-w.queue
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], r)
+	fill:
+		for len(batch) < w.s.opts.maxBatch {
+			select {
+			case r, ok := <-w.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		live := batch[:0]
+		for _, r := range batch {
+			if r.state.CompareAndSwap(queued, claimed) {
+				live = append(live, r)
+			}
+		}
+		for len(live) > 0 {
+			live = w.runBatch(live)
+		}
+	}
+}
+
+func (w *writer) close() error {
+	return errors.Join(w.stmts.close(), w.conn.Close())
+}
+
+func (w *writer) exec(query string) error {
+	_, err := w.conn.ExecContext(context.Background(), query)
+	return err
+}
+
+// runBatch runs batch in one transaction and answers every request in it. If
+// the transaction breaks part way (an I/O error, say, makes SQLite roll it
+// back), the requests already run fail and runBatch returns the ones it has
+// not started, for a fresh transaction.
+func (w *writer) runBatch(batch []*request) (rest []*request) {
+	// Statements run without the callers' contexts: an interrupted statement
+	// can roll back the whole transaction, and with it the other callers'
+	// work. ctx counts while a request waits, and is checked before it runs.
+	if err := w.exec(`BEGIN IMMEDIATE`); err != nil {
+		err = fmt.Errorf("%w: %w", gatehouse.Errorf(gatehouse.EUnavailable, "the database is not writable"), err)
+		for _, r := range batch {
+			r.done <- result{err: err}
+		}
+		return nil
+	}
+	var ran []*request
+	fail := func(err error) {
+		w.exec(`ROLLBACK`)
+		err = fmt.Errorf("%w: %w", gatehouse.Errorf(gatehouse.EUnavailable, "the write was not committed; retry"), err)
+		for _, r := range ran {
+			r.done <- result{err: err}
+		}
+	}
+	for i, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- result{err: err}
+			continue
+		}
+		if err := w.exec(`SAVEPOINT fn`); err != nil {
+			ran = append(ran, r)
+			fail(err)
+			return batch[i+1:]
+		}
+		w.s.updates.Add(1)
+		res := w.call(r.fn)
+		if res.err != nil || res.panicked {
+			if err := w.exec(`ROLLBACK TO fn`); err != nil {
+				// The transaction is gone, and this fn's writes with it: its
+				// own outcome stands, the others' do not.
+				r.done <- res
+				fail(err)
+				return batch[i+1:]
+			}
+			if err := w.exec(`RELEASE fn`); err != nil {
+				r.done <- res
+				fail(err)
+				return batch[i+1:]
+			}
+			// Nothing of fn will commit, so its caller need not wait.
+			r.done <- res
+			continue
+		}
+		ran = append(ran, r)
+		if err := w.exec(`RELEASE fn`); err != nil {
+			fail(err)
+			return batch[i+1:]
+		}
+	}
+	if len(ran) == 0 {
+		w.exec(`ROLLBACK`)
+		return nil
+	}
+	if err := w.exec(`COMMIT`); err != nil {
+		fail(err)
+		return nil
+	}
+	w.s.commits.Add(1)
+	for _, r := range ran {
+		r.done <- result{}
+	}
+	return nil
+}
+
+// call runs fn and turns a panic into a result, so that the writer survives
+// it and the caller can re-panic.
+func (w *writer) call(fn func(gatehouse.Tx) error) (res result) {
+	defer func() {
+		if v := recover(); v != nil {
+			res = result{panicked: true, panicVal: v}
+		}
+	}()
+	return result{err: fn(&tx{w: w})}
+}
