@@ -1,0 +1,110 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+
+	"github.com/gatehouse-iot/gatehouse"
+	"github.com/gatehouse-iot/gatehouse/registry"
+)
+
+// FuzzParseDeviceQuery feeds raw query strings to the device listing's
+// parser: it must never panic, must fail only with a 400 code, and must
+// only accept what the registry can run.
+func FuzzParseDeviceQuery(f *testing.F) {
+	for _, s := range []string{
+		"", "state=active", "state=active,inactive&state=provisioned", "connection=online",
+		"tag=site=north&tag=rack!=7&tag=a+in+(x,y)&tag=!b&tag=c", "limit=10&cursor=" + gatehouse.EncodeCursor("dev-1"),
+		"tag=%zz", "limit=-1", "cursor=%00", "state=,,,", "tag=k+notin+(a,,b)", "x=1", "tag=" + string([]byte{0xff}),
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := parseDeviceQuery(raw)
+		if err != nil {
+			if code := gatehouse.ErrorCode(err); statusOf[code] != http.StatusBadRequest {
+				t.Fatalf("parseDeviceQuery(%q) failed with code %q (status %d), want a 400 code", raw, code, statusOf[code])
+			}
+			return
+		}
+		if len(q.Selectors) > gatehouse.MaxSelectors {
+			t.Fatalf("parseDeviceQuery(%q) accepted %d selectors", raw, len(q.Selectors))
+		}
+		if q.Limit < 0 || q.Limit > registry.MaxPageSize {
+			t.Fatalf("parseDeviceQuery(%q) accepted limit %d", raw, q.Limit)
+		}
+		for _, s := range q.States {
+			if !s.Valid() {
+				t.Fatalf("parseDeviceQuery(%q) accepted state %q", raw, s)
+			}
+		}
+		if q.Connection != "" && q.Connection != gatehouse.Online && q.Connection != gatehouse.Offline {
+			t.Fatalf("parseDeviceQuery(%q) accepted connection %q", raw, q.Connection)
+		}
+		if _, err := gatehouse.DecodeCursor(q.Cursor); err != nil {
+			t.Fatalf("parseDeviceQuery(%q) accepted cursor %q", raw, q.Cursor)
+		}
+	})
+}
+
+// FuzzWrites sends arbitrary bodies, content types and device IDs to the
+// handlers that take a body, in process over a real store: no input may
+// produce a 5xx or a malformed error.
+func FuzzWrites(f *testing.F) {
+	reg, admin := mustOpenRegistry(f)
+	h := New(reg, WithMaxBodyBytes(64<<10))
+	p, err := reg.Authenticate(f.Context(), admin)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := reg.CreateDevice(f.Context(), p, "default", registry.DeviceCreate{ID: "dev-1", Tags: map[string]string{"a": "b"}}); err != nil {
+		f.Fatal(err)
+	}
+	targets := []struct{ method, path string }{
+		{"POST", "/v1/scopes"},
+		{"POST", "/v1/scopes/default/tokens"},
+		{"POST", "/v1/scopes/default/devices"},
+		{"PATCH", "/v1/scopes/default/devices/{id}"},
+		{"POST", "/v1/scopes/default/devices/{id}/state"},
+		{"DELETE", "/v1/scopes/default/devices/{id}"},
+		{"GET", "/v1/scopes/default/devices/{id}/history"},
+	}
+	contentTypes := []string{"application/json", "application/merge-patch+json", "application/json; charset=utf-8", "text/plain", "", "application/json; x=\""}
+
+	f.Add(uint8(0), uint8(0), "dev-1", []byte(`{"id":"acme"}`))
+	f.Add(uint8(1), uint8(0), "dev-1", []byte(`{"name":"n","role":"viewer"}`))
+	f.Add(uint8(2), uint8(0), "dev-1", []byte(`{"id":"d2","tags":{"k":"v"},"config":{"a":[1,2,{"b":null}]}}`))
+	f.Add(uint8(3), uint8(1), "dev-1", []byte(`{"tags":{"a":null,"c":"d"},"config":{"x":{"y":1}}}`))
+	f.Add(uint8(3), uint8(0), "dev-1", []byte(`{"tags":null,"config":null}`))
+	f.Add(uint8(3), uint8(0), "dev-1", []byte(`{"tags":[],"config":"x"}`))
+	f.Add(uint8(4), uint8(2), "dev-1", []byte(`{"state":"quarantined","reason":"r"}`))
+	f.Add(uint8(4), uint8(0), "Dev/1", []byte(`{"state":"x"}`))
+	f.Add(uint8(5), uint8(0), "..", []byte(nil))
+	f.Add(uint8(6), uint8(0), "%00", []byte(nil))
+	f.Add(uint8(2), uint8(3), "", []byte(`{"id":1e999}`))
+
+	f.Fuzz(func(t *testing.T, target, ct uint8, id string, body []byte) {
+		tg := targets[int(target)%len(targets)]
+		path := fillPath(tg.path, "default", url.PathEscape(id))
+		req := httptest.NewRequest(tg.method, path, bytes.NewReader(body))
+		if c := contentTypes[int(ct)%len(contentTypes)]; c != "" {
+			req.Header.Set("Content-Type", c)
+		}
+		req.Header.Set("Authorization", "Bearer "+admin)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("%s %s %q: %d %s", tg.method, path, body, rec.Code, rec.Body)
+		}
+		if rec.Code >= 400 {
+			var pr Problem
+			if err := json.Unmarshal(rec.Body.Bytes(), &pr); err != nil || pr.Code == "" || pr.Status != rec.Code {
+				t.Fatalf("%s %s %q: malformed problem %d %s", tg.method, path, body, rec.Code, rec.Body)
+			}
+		}
+	})
+}

@@ -1,0 +1,36 @@
+package httpapi
+
+import "net/http"
+
+// route is one operation of the API. The table below is the whole API: the
+// mux is built from it, and a test holds openapi.json to it.
+type route struct {
+	method string
+	path   string // a net/http pattern path; {name} segments as in OpenAPI
+	auth   bool   // needs a bearer token
+	fn     func(*Handler, http.ResponseWriter, *http.Request) error
+}
+
+var routes = []route{
+	{"GET", "/healthz", false, (*Handler).healthz},
+	{"GET", "/readyz", false, (*Handler).readyz},
+	{"GET", "/v1/openapi.json", false, (*Handler).openAPI},
+
+	{"POST", "/v1/scopes", true, (*Handler).createScope},
+	{"GET", "/v1/scopes", true, (*Handler).listScopes},
+	{"GET", "/v1/scopes/{scope}", true, (*Handler).getScope},
+
+	{"POST", "/v1/scopes/{scope}/tokens", true, (*Handler).createToken},
+	{"GET", "/v1/scopes/{scope}/tokens", true, (*Handler).listTokens},
+	{"DELETE", "/v1/scopes/{scope}/tokens/{id}", true, (*Handler).revokeToken},
+
+	{"POST", "/v1/scopes/{scope}/devices", true, (*Handler).createDevice},
+	{"GET", "/v1/scopes/{scope}/devices", true, (*Handler).listDevices},
+	{"GET", "/v1/scopes/{scope}/devices/{id}", true, (*Handler).getDevice},
+	{"PATCH", "/v1/scopes/{scope}/devices/{id}", true, (*Handler).patchDevice},
+	{"DELETE", "/v1/scopes/{scope}/devices/{id}", true, (*Handler).deleteDevice},
+	{"POST", "/v1/scopes/{scope}/devices/{id}/state", true, (*Handler).setState},
+	{"GET", "/v1/scopes/{scope}/devices/{id}/history", true, (*Handler).deviceHistory},
+
+	{"GET", "/v1/scopes/{scope}/events", true, (*Handler).events},
+}
