@@ -14,7 +14,7 @@ import (
 
 func connect(tb testing.TB, dsn string) *pgx.Conn {
 	tb.Helper()
-	c, err := pgx.Connect(context.Background(), dsn)
+	c, err := connectConn(context.Background(), dsn)
 	if err != nil {
 		tb.Fatalf("connect: %v", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/store/postgres"
 	"github.com/gatehouse-iot/gatehouse/store/storetest"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // serverDSN returns the DSN of the test server, from GATEHOUSE_TEST_POSTGRES.
@@ -40,7 +41,7 @@ func newDatabase(tb testing.TB) string {
 	b := make([]byte, 8)
 	rand.Read(b)
 	name := "gh_test_" + hex.EncodeToString(b)
-	admin, err := pgx.Connect(ctx, dsn)
+	admin, err := connectConn(ctx, dsn)
 	if err != nil {
 		tb.Fatalf("connect to %s: %v", dsn, err)
 	}
@@ -51,7 +52,7 @@ func newDatabase(tb testing.TB) string {
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		admin, err := pgx.Connect(ctx, dsn)
+		admin, err := connectConn(ctx, dsn)
 		if err != nil {
 			tb.Errorf("connect to drop %s: %v", name, err)
 			return
@@ -62,6 +63,16 @@ func newDatabase(tb testing.TB) string {
 		}
 	})
 	return withDatabase(tb, dsn, name)
+}
+
+// connectConn opens one connection to dsn, which may carry the pool_*
+// parameters only pgxpool understands.
+func connectConn(ctx context.Context, dsn string) (*pgx.Conn, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.ConnectConfig(ctx, cfg.ConnConfig)
 }
 
 // withDatabase returns dsn pointed at database name.
