@@ -83,11 +83,11 @@ func (a *app) resolve() (connection, error) {
 		}
 	}
 	if c.token == "" {
-		where := "the server's data directory is not " + dataDir + " (pass --data-dir)"
 		if !c.local {
-			where = c.server + " is not a local server, so no data directory applies"
+			return c, fmt.Errorf("no API token for %s: pass --token or set %s", c.server, envToken)
 		}
-		return c, fmt.Errorf("no API token: pass --token or set %s (%s)", envToken, where)
+		return c, fmt.Errorf("no API token: pass --token or set %s, or on the server's host point --data-dir at its data directory (%s holds no %s)",
+			envToken, dataDir, dataAdminTokenFile)
 	}
 	return c, nil
 }
