@@ -201,6 +201,10 @@ func (s *Store) DeviceHistory(ctx context.Context, scope, id string) ([]*gatehou
 	return changes, mapErr("device history", err)
 }
 
+// DefaultLimit is the page size of ListDevices when the filter sets none (as
+// in store/sqlite).
+const DefaultLimit = 100
+
 func (s *Store) ListDevices(ctx context.Context, f gatehouse.DeviceFilter) ([]*gatehouse.Device, error) {
 	query, args, err := listDevicesQuery(f)
 	if err != nil {
@@ -264,10 +268,11 @@ func listDevicesQuery(f gatehouse.DeviceFilter) (string, []any, error) {
 		}
 		b.WriteString(" AND " + cond)
 	}
-	b.WriteString(" ORDER BY d.id")
-	if f.Limit > 0 {
-		b.WriteString(" LIMIT " + arg(f.Limit))
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
 	}
+	b.WriteString(" ORDER BY d.id LIMIT " + arg(limit))
 	return b.String(), args, nil
 }
 

@@ -34,7 +34,7 @@ func (t *Tx) AppendEvent(e *gatehouse.Event) error {
 }
 
 func (s *Store) ListEvents(ctx context.Context, scope string, after int64, limit int) ([]*gatehouse.Event, error) {
-	if limit <= 0 || limit > gatehouse.MaxEventPage {
+	if limit <= 0 { // as in store/sqlite
 		limit = gatehouse.MaxEventPage
 	}
 	rows, err := s.pool.Query(ctx, `
