@@ -97,38 +97,91 @@ func (s *Store) ListDevices(ctx context.Context, f gatehouse.DeviceFilter) ([]*g
 // DefaultLimit is the page size of ListDevices when the filter sets none.
 const DefaultLimit = 100
 
-// deviceQuery builds the SQL of a device filter.
+// deviceQuery builds the SQL of a device filter. Pages are ordered by ID
+// and start after f.After (keyset pagination), so the cost of a page is the
+// rows it reads up to the LIMIT, not the size of the scope.
+//
+// The first positive tag selector drives the query from the tag index
+// (scope, key, value, device_id): for k=v the index yields device IDs in
+// order, so the join streams and stops at the LIMIT; for "in" and "exists"
+// the matching IDs after the cursor are collected first. Every other
+// selector is a correlated [NOT] EXISTS answered by device_tags' primary key
+// (scope, device_id, key): one lookup per candidate row. Without a positive
+// selector, the scan runs over (scope, id), or (scope, state, id) and
+// (scope, conn_status, id) when the filter names one state or a connection
+// status.
 func deviceQuery(f gatehouse.DeviceFilter) (string, []any) {
 	var b strings.Builder
-	args := []any{f.Scope, f.After}
-	b.WriteString(`SELECT ` + deviceColumns + ` FROM devices WHERE scope = ? AND id > ?`)
+	var args []any
+	driver := -1
+	for i, sel := range f.Selectors {
+		if sel.Op == gatehouse.SelEq || sel.Op == gatehouse.SelIn || sel.Op == gatehouse.SelExists {
+			driver = i
+			break
+		}
+	}
+	if driver >= 0 && f.Selectors[driver].Op == gatehouse.SelEq {
+		sel := f.Selectors[driver]
+		// CROSS JOIN fixes the join order: tags first, in device_id order.
+		b.WriteString(`SELECT ` + deviceColumnsOf("d") + ` FROM device_tags t CROSS JOIN devices d
+			ON d.scope = t.scope AND d.id = t.device_id
+			WHERE t.scope = ? AND t.key = ? AND t.value = ? AND t.device_id > ?`)
+		args = append(args, f.Scope, sel.Key, sel.Values[0], f.After)
+	} else {
+		b.WriteString(`SELECT ` + deviceColumnsOf("d") + ` FROM devices d WHERE d.scope = ? AND d.id > ?`)
+		args = append(args, f.Scope, f.After)
+		if driver >= 0 {
+			sel := f.Selectors[driver]
+			b.WriteString(` AND d.id IN (SELECT device_id FROM device_tags WHERE scope = ? AND key = ?`)
+			args = append(args, f.Scope, sel.Key)
+			if sel.Op == gatehouse.SelIn {
+				b.WriteString(` AND value IN (` + placeholders(len(sel.Values)) + `)`)
+				args = appendStrings(args, sel.Values)
+			}
+			if sel.Op == gatehouse.SelIn {
+				// With "exists" this bound would steer SQLite to the primary
+				// key of device_tags instead of the (key, value) index.
+				b.WriteString(` AND device_id > ?`)
+				args = append(args, f.After)
+			}
+			b.WriteString(`)`)
+		}
+	}
+	// When tags drive the query, a unary + keeps SQLite from trying the
+	// state and connection indexes on the inner side of the join, where it
+	// would otherwise trade the primary-key lookup for a range scan.
+	plus := ""
+	if driver >= 0 && f.Selectors[driver].Op == gatehouse.SelEq {
+		plus = "+"
+	}
 	if len(f.States) > 0 {
-		b.WriteString(` AND state IN (` + placeholders(len(f.States)) + `)`)
+		b.WriteString(` AND ` + plus + `d.state IN (` + placeholders(len(f.States)) + `)`)
 		for _, st := range f.States {
 			args = append(args, string(st))
 		}
 	}
 	if f.Connection != "" {
-		b.WriteString(` AND conn_status = ?`)
+		b.WriteString(` AND ` + plus + `d.conn_status = ?`)
 		args = append(args, string(f.Connection))
 	}
-	for _, sel := range f.Selectors {
-		in := "IN"
+	for i, sel := range f.Selectors {
+		if i == driver {
+			continue
+		}
+		exists := "EXISTS"
 		switch sel.Op {
 		case gatehouse.SelNotEq, gatehouse.SelNotIn, gatehouse.SelNotExists:
-			in = "NOT IN"
+			exists = "NOT EXISTS"
 		}
-		b.WriteString(` AND id ` + in + ` (SELECT device_id FROM device_tags WHERE scope = ? AND key = ?`)
-		args = append(args, f.Scope, sel.Key)
+		b.WriteString(` AND ` + exists + ` (SELECT 1 FROM device_tags x WHERE x.scope = d.scope AND x.device_id = d.id AND x.key = ?`)
+		args = append(args, sel.Key)
 		switch sel.Op {
 		case gatehouse.SelEq, gatehouse.SelNotEq:
-			b.WriteString(` AND value = ?`)
+			b.WriteString(` AND x.value = ?`)
 			args = append(args, sel.Values[0])
 		case gatehouse.SelIn, gatehouse.SelNotIn:
-			b.WriteString(` AND value IN (` + placeholders(len(sel.Values)) + `)`)
-			for _, v := range sel.Values {
-				args = append(args, v)
-			}
+			b.WriteString(` AND x.value IN (` + placeholders(len(sel.Values)) + `)`)
+			args = appendStrings(args, sel.Values)
 		}
 		b.WriteString(`)`)
 	}
@@ -136,9 +189,28 @@ func deviceQuery(f gatehouse.DeviceFilter) (string, []any) {
 	if limit <= 0 {
 		limit = DefaultLimit
 	}
-	b.WriteString(` ORDER BY id LIMIT ?`)
+	if driver >= 0 && f.Selectors[driver].Op == gatehouse.SelEq {
+		b.WriteString(` ORDER BY t.device_id LIMIT ?`)
+	} else {
+		b.WriteString(` ORDER BY d.id LIMIT ?`)
+	}
 	args = append(args, limit)
 	return b.String(), args
+}
+
+func deviceColumnsOf(alias string) string {
+	cols := strings.Split(deviceColumns, ", ")
+	for i, c := range cols {
+		cols[i] = alias + "." + c
+	}
+	return strings.Join(cols, ", ")
+}
+
+func appendStrings(args []any, vals []string) []any {
+	for _, v := range vals {
+		args = append(args, v)
+	}
+	return args
 }
 
 func placeholders(n int) string {

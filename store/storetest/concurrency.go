@@ -141,6 +141,62 @@ func testRollback(t *testing.T, newStore NewStore) {
 		checkNothingPersisted(t, s)
 	})
 
+	// Failing and succeeding Updates at once: a backend that batches
+	// transactions (store/sqlite's group commit) must roll back exactly the
+	// failing ones.
+	t.Run("Concurrent", func(t *testing.T) {
+		s := newStore(t)
+		createScopes(t, s, "acme")
+		const n = 64
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				id := fmt.Sprintf("d%02d", i)
+				err := s.Update(ctx, func(tx gatehouse.Tx) error {
+					if err := tx.CreateDevice(newDevice("acme", id, map[string]string{"i": id})); err != nil {
+						return err
+					}
+					if err := tx.AppendEvent(&gatehouse.Event{Scope: "acme", Type: "x", Time: now(), Subject: id}); err != nil {
+						return err
+					}
+					if _, err := tx.PutSettingIfAbsent("k-"+id, []byte(id)); err != nil {
+						return err
+					}
+					if i%2 == 1 {
+						return errBoom
+					}
+					return nil
+				})
+				if want := i%2 == 1; want != errors.Is(err, errBoom) || !want && err != nil {
+					t.Errorf("Update %d: got %v, want error %v", i, err, want)
+				}
+			})
+		}
+		wg.Wait()
+		for i := range n {
+			id := fmt.Sprintf("d%02d", i)
+			_, err := s.GetDevice(ctx, "acme", id)
+			_, serr := s.GetSetting(ctx, "k-"+id)
+			if got, want := err == nil && serr == nil, i%2 == 0; got != want || (err == nil) != (serr == nil) {
+				t.Errorf("%s persisted: got device %v setting %v, want %v", id, err == nil, serr == nil, want)
+			}
+		}
+		evs, err := s.ListEvents(ctx, "acme", 0, 1000)
+		if err != nil {
+			t.Fatalf("ListEvents: %v", err)
+		}
+		if got, want := seqs(evs), seqRange(1, n/2); !equalInts(got, want) {
+			t.Errorf("events: got %v, want 1..%d", got, n/2)
+		}
+		for _, e := range evs {
+			var i int
+			fmt.Sscanf(e.Subject, "d%d", &i)
+			if i%2 == 1 {
+				t.Errorf("event of rolled-back Update %s persisted", e.Subject)
+			}
+		}
+	})
+
 	// A panicking fn must not commit anything, and the store must stay
 	// usable. The store either re-panics in the caller of Update (what
 	// database/sql-style code does, and what store/sqlite does) or returns
