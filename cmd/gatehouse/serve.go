@@ -3,12 +3,11 @@ package main
 import (
 	"io"
 	"log/slog"
+	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
-
-	"os"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
