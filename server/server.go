@@ -1,0 +1,262 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse"
+	"github.com/gatehouse-iot/gatehouse/ca"
+	"github.com/gatehouse-iot/gatehouse/httpapi"
+	"github.com/gatehouse-iot/gatehouse/registry"
+	"github.com/gatehouse-iot/gatehouse/secret"
+	"github.com/gatehouse-iot/gatehouse/store/postgres"
+	"github.com/gatehouse-iot/gatehouse/store/sqlite"
+)
+
+// Defaults of a node started with no configuration.
+const (
+	DefaultDataDir  = "./gatehouse-data"
+	DefaultHTTPAddr = ":8443"
+)
+
+// Files in the data directory.
+const (
+	MasterKeyFile  = "master.key"  // 32 random bytes, 0600: seals every secret at rest
+	AdminTokenFile = "admin-token" // the installation-wide admin token, 0600
+	CAFile         = "ca.pem"      // the installation root certificate clients trust
+	URLFile        = "url"         // this node's HTTPS URL, for the CLI
+	SQLiteFile     = "gatehouse.db"
+)
+
+// Config configures a node. The zero value is a working embedded node.
+type Config struct {
+	DataDir       string
+	HTTPAddr      string
+	Database      string // sqlite:///path/file.db (default DATA/gatehouse.db) or postgres://...
+	PublicHosts   []string
+	MasterKeyFile string // default DATA/master.key
+	Logger        *slog.Logger
+	Now           func() time.Time
+}
+
+// Server is a running node.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	store    gatehouse.Store
+	registry *registry.Service
+	http     *http.Server
+	ln       net.Listener
+	url      string
+	stopBase context.CancelFunc
+	served   chan error
+}
+
+// Run starts a node and serves until ctx ends, then shuts it down gracefully.
+func Run(ctx context.Context, cfg Config) error {
+	s, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		s.log.Info("shutting down")
+	case err := <-s.served:
+		s.log.Error("https server stopped", "err", err)
+		s.Close()
+		return err
+	}
+	return s.Close()
+}
+
+// Start opens everything and starts serving in the background.
+func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
+	cfg = withDefaults(cfg)
+	s := &Server{cfg: cfg, log: cfg.Logger, served: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	kr, err := loadKeyring(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if s.store, err = OpenStore(ctx, cfg.Database, cfg.DataDir); err != nil {
+		return nil, err
+	}
+	s.registry = registry.New(s.store, registry.WithLogger(s.log), registry.WithClock(cfg.Now))
+	if err := s.registry.EnsureScope(ctx, gatehouse.DefaultScope); err != nil {
+		return nil, fmt.Errorf("create default scope: %w", err)
+	}
+	if err := s.ensureAdminToken(ctx); err != nil {
+		return nil, err
+	}
+	root, err := ca.LoadOrCreateInstallationCA(ctx, s.store, kr, cfg.Now)
+	if err != nil {
+		return nil, fmt.Errorf("installation CA: %w", err)
+	}
+	if err := ca.WriteFileAtomic(filepath.Join(cfg.DataDir, CAFile), root.CertPEM(), 0o644); err != nil {
+		return nil, fmt.Errorf("write %s: %w", CAFile, err)
+	}
+	if s.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	cert, err := root.IssueServerCertificate(serverHosts(cfg, s.ln.Addr()), cfg.Now())
+	if err != nil {
+		return nil, fmt.Errorf("issue server certificate: %w", err)
+	}
+	s.url = nodeURL(s.ln.Addr())
+	if err := ca.WriteFileAtomic(filepath.Join(cfg.DataDir, URLFile), []byte(s.url+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("write %s: %w", URLFile, err)
+	}
+	base, stop := context.WithCancel(context.Background())
+	s.stopBase = stop
+	s.http = &http.Server{
+		Handler:           httpapi.New(s.registry, httpapi.WithLogger(s.log)),
+		TLSConfig:         ca.ServerTLSConfig(cert),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	tlsLn := tls.NewListener(s.ln, s.http.TLSConfig)
+	go func() {
+		err := s.http.Serve(tlsLn)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.served <- err
+	}()
+	s.log.Info("gatehouse serving", "url", s.url, "addr", s.ln.Addr().String(), "data_dir", cfg.DataDir,
+		"database", databaseKind(cfg.Database), "ca_file", filepath.Join(cfg.DataDir, CAFile))
+	return s, nil
+}
+
+// URL is the node's HTTPS base URL.
+func (s *Server) URL() string { return s.url }
+
+// Addr is the address the HTTPS listener is bound to.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Registry returns the node's registry (for in-process tools and tests).
+func (s *Server) Registry() *registry.Service { return s.registry }
+
+// Close stops accepting requests, lets running ones finish (ending event
+// streams), and closes the database. It is safe to call more than once.
+func (s *Server) Close() error {
+	var errs []error
+	if s.http != nil {
+		if s.stopBase != nil {
+			s.stopBase()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		errs = append(errs, s.http.Shutdown(ctx))
+		cancel()
+		s.http = nil
+	} else if s.ln != nil {
+		s.ln.Close()
+	}
+	if s.store != nil {
+		errs = append(errs, s.store.Close())
+		s.store = nil
+	}
+	return errors.Join(errs...)
+}
+
+func withDefaults(cfg Config) Config {
+	if cfg.DataDir == "" {
+		cfg.DataDir = DefaultDataDir
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = DefaultHTTPAddr
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MasterKeyFile == "" {
+		cfg.MasterKeyFile = os.Getenv("GATEHOUSE_MASTER_KEY_FILE")
+	}
+	return cfg
+}
+
+func loadKeyring(cfg Config) (*secret.Keyring, error) {
+	if cfg.MasterKeyFile != "" {
+		kr, err := secret.LoadMasterKeyFile(cfg.MasterKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("master key: %w", err)
+		}
+		return kr, nil
+	}
+	kr, err := secret.LoadOrCreateMasterKey(filepath.Join(cfg.DataDir, MasterKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	return kr, nil
+}
+
+// OpenStore opens the database a URL names: sqlite:///path/file.db (the
+// default, in the data dir) or postgres://... .
+func OpenStore(ctx context.Context, database, dataDir string) (gatehouse.Store, error) {
+	switch {
+	case database == "":
+		return sqlite.Open(filepath.Join(dataDir, SQLiteFile))
+	case strings.HasPrefix(database, "sqlite://"):
+		path := strings.TrimPrefix(database, "sqlite://")
+		if path == "" || path == "/" {
+			return nil, fmt.Errorf("database %q names no file; use sqlite:///path/to/file.db", database)
+		}
+		return sqlite.Open(path)
+	case strings.HasPrefix(database, "postgres://"), strings.HasPrefix(database, "postgresql://"):
+		return postgres.Open(ctx, database)
+	}
+	return nil, fmt.Errorf("database URL must start with sqlite:// or postgres:// (got scheme %q)", databaseKind(database))
+}
+
+// databaseKind names the database without credentials, for logs.
+func databaseKind(database string) string {
+	if database == "" {
+		return "sqlite"
+	}
+	scheme, _, _ := strings.Cut(database, "://")
+	return scheme
+}
+
+// serverHosts lists the names the HTTPS certificate covers.
+func serverHosts(cfg Config, addr net.Addr) []string {
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		hosts = append(hosts, h)
+	}
+	if ta, ok := addr.(*net.TCPAddr); ok && !ta.IP.IsUnspecified() && !ta.IP.IsLoopback() {
+		hosts = append(hosts, ta.IP.String())
+	}
+	return append(hosts, cfg.PublicHosts...)
+}
+
+// nodeURL is how a client on this machine reaches the node.
+func nodeURL(addr net.Addr) string {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok || ta.IP.IsUnspecified() {
+		_, port, _ := net.SplitHostPort(addr.String())
+		return "https://localhost:" + port
+	}
+	return "https://" + net.JoinHostPort(ta.IP.String(), fmt.Sprint(ta.Port))
+}
