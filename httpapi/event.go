@@ -77,6 +77,11 @@ func acceptsEventStream(accept []string) bool {
 func (h *Handler) streamEvents(w http.ResponseWriter, r *http.Request, scope string, after int64) error {
 	ctx := r.Context()
 	p := principal(r)
+	// The first read authorises, before anything is allocated for the
+	// scope (EventSignal keeps a channel per scope name it is asked about).
+	if _, err := h.reg.Events(ctx, p, scope, after, 1); err != nil {
+		return err
+	}
 	// Take the signal before reading: a commit after this point closes it,
 	// so no event falls between a read and the wait.
 	signal := h.reg.EventSignal(scope)
@@ -144,6 +149,8 @@ func (h *Handler) wait(r *http.Request, signal <-chan struct{}, poll, keepalive 
 	for {
 		select {
 		case <-r.Context().Done():
+			return false
+		case <-h.done:
 			return false
 		case <-signal:
 			return true

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -185,3 +186,54 @@ func withKeepalive(d time.Duration) Option { return func(h *Handler) { h.keepali
 type noSignal struct{ Registry }
 
 func (noSignal) EventSignal(string) <-chan struct{} { return nil }
+
+// Close ends streams, so that http.Server.Shutdown can finish.
+func TestCloseEndsStreams(t *testing.T) {
+	e := newEnv(t, nil)
+	s := e.openStream("/v1/scopes/default/events", e.admin)
+	s.next(t)
+	e.srv.Config.Handler.(*Handler).Close()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case _, ok := <-s.events:
+			if !ok {
+				e.do("GET", "/healthz", "", nil).want(t, 200)
+				return
+			}
+		case <-timeout:
+			t.Fatal("the stream outlived Close by 10s")
+		}
+	}
+}
+
+// signalSpy records the scopes asked for a commit signal.
+type signalSpy struct {
+	Registry
+	mu     sync.Mutex
+	scopes []string
+}
+
+func (s *signalSpy) EventSignal(scope string) <-chan struct{} {
+	s.mu.Lock()
+	s.scopes = append(s.scopes, scope)
+	s.mu.Unlock()
+	return s.Registry.EventSignal(scope)
+}
+
+// A denied stream allocates nothing for the scope it named: the registry
+// keeps a channel per scope name, so names must be authorised first.
+func TestEventStreamAuthorisesFirst(t *testing.T) {
+	spy := &signalSpy{}
+	e := newEnv(t, func(r Registry) Registry { spy.Registry = r; return spy })
+	other, _ := e.mustToken("default", gatehouse.RoleViewer)
+	for _, scope := range []string{"nope", "x-1", "acme"} {
+		e.do("GET", "/v1/scopes/"+scope+"/events", other, nil, "Accept", "text/event-stream").problem(t, 404, gatehouse.ENotFound)
+		e.do("GET", "/v1/scopes/"+scope+"/events", e.admin, nil, "Accept", "text/event-stream").problem(t, 404, gatehouse.ENotFound)
+	}
+	spy.mu.Lock()
+	defer spy.mu.Unlock()
+	if len(spy.scopes) != 0 {
+		t.Errorf("EventSignal called for %q before authorisation", spy.scopes)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
@@ -55,6 +56,8 @@ type Handler struct {
 	poll      time.Duration
 	keepalive time.Duration
 	mux       *http.ServeMux
+	done      chan struct{} // closed by Close: event streams end
+	closeOnce sync.Once
 }
 
 // Option configures a Handler.
@@ -80,6 +83,7 @@ func New(reg Registry, opts ...Option) *Handler {
 		maxBody:   DefaultMaxBodyBytes,
 		poll:      DefaultPollInterval,
 		keepalive: keepaliveInterval,
+		done:      make(chan struct{}),
 	}
 	for _, o := range opts {
 		o(h)
@@ -95,6 +99,14 @@ func New(reg Registry, opts ...Option) *Handler {
 	}
 	h.mux = h.newMux()
 	return h
+}
+
+// Close ends the event streams in progress and makes new ones end at once.
+// http.Server.Shutdown waits for active requests, and a stream never ends on
+// its own, so register it: srv.RegisterOnShutdown(h.Close). Other requests
+// are unaffected.
+func (h *Handler) Close() {
+	h.closeOnce.Do(func() { close(h.done) })
 }
 
 // handlerFunc is the shape of every endpoint: it writes a success response
@@ -279,11 +291,15 @@ func (r *recorder) statusCode() int {
 // Unwrap lets http.ResponseController reach the connection (flush, deadlines).
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// Flush supports callers that type-assert http.Flusher.
-func (r *recorder) Flush() {
+// FlushError flushes, reporting a broken connection (http.ResponseController
+// prefers it to Flush).
+func (r *recorder) FlushError() error {
 	if !r.wrote {
 		r.status = http.StatusOK
 		r.wrote = true
 	}
-	http.NewResponseController(r.ResponseWriter).Flush()
+	return http.NewResponseController(r.ResponseWriter).Flush()
 }
+
+// Flush supports callers that type-assert http.Flusher.
+func (r *recorder) Flush() { r.FlushError() }
