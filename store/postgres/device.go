@@ -245,7 +245,11 @@ func listDevicesQuery(f gatehouse.DeviceFilter) (string, []any, error) {
 		return "", nil, gatehouse.Errorf(gatehouse.EInvalidSelector, "%d tag selectors; the limit is %d", len(f.Selectors), gatehouse.MaxSelectors)
 	}
 	for _, sel := range f.Selectors {
-		const tagRow = `SELECT 1 FROM device_tags t WHERE t.scope = d.scope AND t.device_id = d.id AND t.key = `
+		// t.device_id > $2 repeats d.id > $2: the planner carries
+		// equalities across a join, not ranges, and without it a merge
+		// join on device_tags_kv_idx would read the key's entries from the
+		// first device on, whatever the cursor.
+		const tagRow = `SELECT 1 FROM device_tags t WHERE t.scope = d.scope AND t.device_id = d.id AND t.device_id > $2 AND t.key = `
 		var cond string
 		switch sel.Op {
 		case gatehouse.SelEq, gatehouse.SelNotEq:
