@@ -84,7 +84,11 @@ func newEnv(t *testing.T, wrap func(Registry) Registry, opts ...Option) *env {
 		WithLogger(slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
 		WithPollInterval(50 * time.Millisecond),
 	}, opts...)
-	srv := httptest.NewTLSServer(New(r, opts...))
+	srv := httptest.NewUnstartedServer(New(r, opts...))
+	// As a production server would have: they must not cut event streams.
+	srv.Config.ReadTimeout = 2 * time.Second
+	srv.Config.WriteTimeout = 2 * time.Second
+	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	return &env{t: t, srv: srv, reg: reg, admin: admin, logs: logs}
 }

@@ -237,3 +237,16 @@ func TestEventStreamAuthorisesFirst(t *testing.T) {
 		t.Errorf("EventSignal called for %q before authorisation", spy.scopes)
 	}
 }
+
+// Server read and write timeouts (2s in these tests) do not cut a stream.
+func TestEventStreamOutlivesServerTimeouts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the server timeouts")
+	}
+	e := newEnv(t, nil)
+	s := e.openStream("/v1/scopes/default/events", e.admin)
+	checkEvent(t, s.next(t), 1, gatehouse.EventScopeCreated)
+	time.Sleep(e.srv.Config.ReadTimeout + e.srv.Config.WriteTimeout + 500*time.Millisecond)
+	e.mustDevice("dev-1", nil)
+	checkEvent(t, s.next(t), 2, gatehouse.EventDeviceCreated)
+}
