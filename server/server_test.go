@@ -22,13 +22,13 @@ import (
 // node is a real Gatehouse node on a loopback port, with a client that
 // trusts its installation CA.
 type node struct {
-	t       *testing.T
-	dir     string
-	srv     *server.Server
-	client  *http.Client
-	url     string
-	admin   string
-	logBuf  *bytes.Buffer
+	t      *testing.T
+	dir    string
+	srv    *server.Server
+	client *http.Client
+	url    string
+	admin  string
+	logBuf *bytes.Buffer
 }
 
 func startNode(t *testing.T, dir string) *node {
@@ -43,6 +43,12 @@ func startNode(t *testing.T, dir string) *node {
 		t.Fatalf("start: %v", err)
 	}
 	t.Cleanup(func() { srv.Close() })
+	return attach(t, dir, srv, &logs)
+}
+
+// attach builds a client for a started node.
+func attach(t *testing.T, dir string, srv *server.Server, logs *bytes.Buffer) *node {
+	t.Helper()
 	caPEM, err := os.ReadFile(filepath.Join(dir, server.CAFile))
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +61,7 @@ func startNode(t *testing.T, dir string) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &node{t: t, dir: dir, srv: srv, url: srv.URL(), admin: strings.TrimSpace(string(tok)), logBuf: &logs,
+	return &node{t: t, dir: dir, srv: srv, url: srv.URL(), admin: strings.TrimSpace(string(tok)), logBuf: logs,
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}}
 }
 
