@@ -64,7 +64,7 @@ func ParseTagSelector(s string) (TagSelector, error) {
 }
 
 func selKV(k string, op SelectorOp, v string, bad func(string) (TagSelector, error)) (TagSelector, error) {
-	k = strings.TrimSpace(k)
+	k, v = strings.TrimSpace(k), strings.TrimSpace(v)
 	if ValidateTagKey(k) != nil {
 		return bad("invalid key")
 	}

@@ -13,6 +13,7 @@ func TestParseTagSelector(t *testing.T) {
 		err  bool
 	}{
 		{in: "site=north", want: TagSelector{Key: "site", Op: SelEq, Values: []string{"north"}}},
+		{in: "site = north", want: TagSelector{Key: "site", Op: SelEq, Values: []string{"north"}}},
 		{in: "site=", want: TagSelector{Key: "site", Op: SelEq, Values: []string{""}}},
 		{in: "site=a=b", want: TagSelector{Key: "site", Op: SelEq, Values: []string{"a=b"}}},
 		{in: "site!=north", want: TagSelector{Key: "site", Op: SelNotEq, Values: []string{"north"}}},

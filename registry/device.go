@@ -1,8 +1,10 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"strings"
 	"unicode/utf8"
 
@@ -41,6 +43,9 @@ const (
 func (s *Service) CreateDevice(ctx context.Context, p *gatehouse.Principal, scope string, req DeviceCreate) (*gatehouse.Device, error) {
 	if err := p.Authorize(scope, gatehouse.RoleOperator); err != nil {
 		return nil, err
+	}
+	if bytes.Equal(bytes.TrimSpace(req.Config), []byte("null")) {
+		req.Config = nil
 	}
 	now := s.timestamp()
 	d := &gatehouse.Device{
@@ -156,6 +161,10 @@ func (s *Service) PatchDevice(ctx context.Context, p *gatehouse.Principal, scope
 		d := cur.Clone()
 		if err := patch.Apply(d); err != nil {
 			return err
+		}
+		if maps.Equal(d.Tags, cur.Tags) && bytes.Equal(d.Config, cur.Config) {
+			out = cur // nothing changed: no write, no event, same etag
+			return nil
 		}
 		d.UpdatedAt = s.timestamp()
 		d.ETag = newETag()

@@ -32,5 +32,7 @@ func (s *Service) Events(ctx context.Context, p *gatehouse.Principal, scope stri
 
 // EventSignal returns a channel that is closed when this node next commits
 // an event in scope. Streams wait on it between reads (and poll as well, to
-// see events other nodes commit).
+// see events other nodes commit). Callers must have authorised access to
+// scope first (Events does): the signal map holds one entry per scope
+// waited on, so it must only ever be asked about scopes that exist.
 func (s *Service) EventSignal(scope string) <-chan struct{} { return s.hub.signal(scope) }

@@ -195,6 +195,14 @@ func TestAuthenticate(t *testing.T) {
 	}
 	_, err = f.reg.Authenticate(f.ctx, grant.Secret)
 	wantCode(t, err, gatehouse.EUnauthenticated)
+	// Revoking again is a no-op: no second event.
+	evs, _ := f.reg.Events(f.ctx, f.admin, "acme", 0, 100)
+	if err := f.reg.RevokeToken(f.ctx, f.admin, "acme", grant.ID); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := f.reg.Events(f.ctx, f.admin, "acme", 0, 100); len(again) != len(evs) {
+		t.Errorf("second revocation wrote an event: %d -> %d", len(evs), len(again))
+	}
 	// A token of another scope cannot be revoked through this one.
 	wantCode(t, f.reg.RevokeToken(f.ctx, f.admin, "default", grant.ID), gatehouse.ENotFound)
 }
@@ -305,5 +313,30 @@ func TestEventSignal(t *testing.T) {
 	case <-sig:
 	case <-time.After(5 * time.Second):
 		t.Fatal("signal not closed after a commit")
+	}
+}
+
+func TestEmptyPatchWritesNothing(t *testing.T) {
+	f := newFixture(t)
+	d, err := f.reg.CreateDevice(f.ctx, f.admin, "default", registry.DeviceCreate{ID: "e", Tags: map[string]string{"a": "b"}, Config: json.RawMessage("null")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(d.Config) != "{}" {
+		t.Errorf("config null created %s, want {}", d.Config)
+	}
+	for _, body := range []string{`{}`, `{"tags":{"a":"b"}}`, `{"config":{}}`} {
+		p, err := gatehouse.ParseDevicePatch([]byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := f.reg.PatchDevice(f.ctx, f.admin, "default", "e", p, "")
+		if err != nil || got.ETag != d.ETag {
+			t.Errorf("no-op patch %s: etag %q -> %q, %v", body, d.ETag, got.ETag, err)
+		}
+	}
+	evs, _ := f.reg.Events(f.ctx, f.admin, "default", 0, 100)
+	if last := evs[len(evs)-1]; last.Type != gatehouse.EventDeviceCreated {
+		t.Errorf("last event %s, want device.created (no-op patches write none)", last.Type)
 	}
 }

@@ -93,9 +93,17 @@ func (s *Service) RevokeToken(ctx context.Context, p *gatehouse.Principal, scope
 	if err := p.Authorize(scope, gatehouse.RoleAdmin); err != nil {
 		return err
 	}
+	if err := gatehouse.ValidateScopeID(scope); err != nil {
+		return err
+	}
 	t, err := s.store.GetToken(ctx, id)
-	if err != nil || t.Scope != scope {
+	if gatehouse.ErrorCode(err) == gatehouse.ENotFound || err == nil && t.Scope != scope {
 		return gatehouse.Errorf(gatehouse.ENotFound, "token %q not found in scope %q", id, scope)
+	} else if err != nil {
+		return err
+	}
+	if t.RevokedAt != nil {
+		return nil // revoking is idempotent; the first revocation was audited
 	}
 	now := s.timestamp()
 	return s.update(ctx, func(tx gatehouse.Tx, ev *eventLog) error {
