@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"time"
 )
 
@@ -19,16 +20,21 @@ import (
 type Authority struct {
 	cert    *x509.Certificate
 	certPEM []byte
-	// chain holds the certificates above cert, nearest first, up to but not
-	// including the self-signed root. It is empty for a root.
+	// chain holds the certificates above cert, nearest first, up to and
+	// including the root when it is known. It is empty for a root.
 	chain  []*x509.Certificate
 	signer crypto.Signer
+	// alg is how this CA signs: the DER AlgorithmIdentifier that goes into
+	// what it signs, and the hash to apply first (0 for Ed25519).
+	alg signatureAlgorithm
 }
 
 // New returns an Authority for cert, signing with signer, whose public key
 // must be cert's. chain lists the certificates above cert, nearest first;
-// leave it empty for a root. A trailing self-signed root in chain is dropped,
-// since a TLS peer must not rely on the root the other side sends.
+// leave it empty for a root. It may end with the self-signed root, which
+// ChainPEM then includes; TLS chains leave it out, since a peer must not rely
+// on the root the other side sends. The key must be one CheckPublicKey
+// accepts.
 func New(cert *x509.Certificate, signer crypto.Signer, chain ...*x509.Certificate) (*Authority, error) {
 	if !cert.IsCA || !cert.BasicConstraintsValid {
 		return nil, errors.New("new authority: certificate is not a CA certificate")
@@ -40,14 +46,16 @@ func New(cert *x509.Certificate, signer crypto.Signer, chain ...*x509.Certificat
 	if !ok || !pub.Equal(cert.PublicKey) {
 		return nil, errors.New("new authority: the signer's public key does not match the certificate")
 	}
-	if n := len(chain); n > 0 && isSelfSigned(chain[n-1]) {
-		chain = chain[:n-1]
+	alg, err := signatureAlgorithmFor(signer.Public())
+	if err != nil {
+		return nil, fmt.Errorf("new authority: %w", err)
 	}
 	return &Authority{
 		cert:    cert,
 		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}),
-		chain:   chain,
+		chain:   slices.Clone(chain),
 		signer:  signer,
+		alg:     alg,
 	}, nil
 }
 
@@ -61,10 +69,28 @@ func (a *Authority) CertPEM() []byte { return append([]byte(nil), a.certPEM...) 
 // Signer returns the CA's signer.
 func (a *Authority) Signer() crypto.Signer { return a.signer }
 
-// sign issues a certificate for pub from tmpl. It is the one place every
-// certificate is made, and owns the policy common to all: a random serial,
-// key identifiers, and a validity that starts no earlier than now minus the
-// allowed clock skew and ends no later than the issuer's. tmpl is not
+// Chain returns the certificates above the CA certificate, nearest first, up
+// to and including the root when it is known; it is empty for a root. The
+// caller must not modify the certificates.
+func (a *Authority) Chain() []*x509.Certificate { return slices.Clone(a.chain) }
+
+// ChainPEM returns the CA certificate followed by its chain up to the root,
+// in PEM: what a verifier needs to check a certificate this CA issued (for
+// example openssl verify -CAfile).
+func (a *Authority) ChainPEM() []byte {
+	out := a.CertPEM()
+	for _, c := range a.chain {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return out
+}
+
+// sign issues a certificate for pub from tmpl. It makes the rare
+// certificates (server certificates, issuing CAs) through
+// x509.CreateCertificate, and owns the policy common to them: a random
+// serial, key identifiers, and a validity that starts no earlier than now
+// minus the allowed clock skew and ends no later than the issuer's. Device
+// certificates, which are many, go through signDevice instead. tmpl is not
 // modified.
 func (a *Authority) sign(tmpl *x509.Certificate, pub crypto.PublicKey, now time.Time) (*x509.Certificate, error) {
 	if now.After(a.cert.NotAfter) {

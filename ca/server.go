@@ -57,7 +57,9 @@ func (a *Authority) IssueServerCertificate(hosts []string, now time.Time) (tls.C
 		chain = append(chain, a.cert.Raw)
 	}
 	for _, c := range a.chain {
-		chain = append(chain, c.Raw)
+		if !isSelfSigned(c) {
+			chain = append(chain, c.Raw)
+		}
 	}
 	return tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}, nil
 }
