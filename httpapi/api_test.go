@@ -4,11 +4,15 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
 
+	"golang.org/x/crypto/ocsp"
+
 	"github.com/gatehouse-iot/gatehouse"
+	"github.com/gatehouse-iot/gatehouse/registry"
 )
 
 func TestHealth(t *testing.T) {
@@ -357,15 +361,25 @@ func TestMissRoutes(t *testing.T) {
 func TestUnauthenticated(t *testing.T) {
 	e := newEnv(t, nil)
 	e.mustDevice("dev-1", nil)
+	ic := e.issue("dev-1")
+	ocspReq := mustOCSPRequest(t, ic)
 	for _, rt := range routes {
 		if !rt.auth {
-			r := e.do(rt.method, rt.path, "", nil)
+			// Public: health, the API description, and revocation status
+			// (CRL and OCSP), which brokers fetch without a token.
+			path := fillPath(rt.path, "default", "dev-1", "{request}", url.PathEscape(base64.StdEncoding.EncodeToString(ocspReq)))
+			var r *resp
+			if rt.method == "POST" {
+				r = e.do(rt.method, path, "", ocspReq, "Content-Type", mediaOCSPRequest)
+			} else {
+				r = e.do(rt.method, path, "", nil)
+			}
 			if r.status != 200 {
-				t.Errorf("%s %s without a token: %d, want 200", rt.method, rt.path, r.status)
+				t.Errorf("%s %s without a token: %d, want 200", rt.method, path, r.status)
 			}
 			continue
 		}
-		path := fillPath(rt.path, "default", "dev-1")
+		path := fillPath(rt.path, "default", "dev-1", "{serial}", ic.Serial)
 		for _, authz := range []string{"", "Bearer", "Bearer gh_nope", "Basic YWRtaW46YWRtaW4=", "Bearer " + e.admin + "x"} {
 			r := e.do(rt.method, path, "", sampleBody(t, rt), "Authorization", authz)
 			r.problem(t, 401, gatehouse.EUnauthenticated)
@@ -376,9 +390,20 @@ func TestUnauthenticated(t *testing.T) {
 	}
 }
 
-// fillPath puts values into a route's path template.
-func fillPath(tmpl, scope, id string) string {
-	return strings.NewReplacer("{scope}", scope, "{id}", id).Replace(tmpl)
+// fillPath puts values into a route's path template; more holds further
+// placeholder, value pairs.
+func fillPath(tmpl, scope, id string, more ...string) string {
+	return strings.NewReplacer(append([]string{"{scope}", scope, "{id}", id}, more...)...).Replace(tmpl)
+}
+
+// mustOCSPRequest returns a DER OCSP request about an issued certificate.
+func mustOCSPRequest(t *testing.T, ic *registry.IssuedCertificate) []byte {
+	t.Helper()
+	req, err := ocsp.CreateRequest(parseCerts(t, ic.Certificate)[0], parseCerts(t, ic.Chain)[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
 }
 
 // sampleBody returns a valid request body for a route, or nil. A new route
@@ -396,6 +421,15 @@ func sampleBody(t *testing.T, rt route) any {
 		return map[string]any{"tags": map[string]string{"k": "v"}}
 	case "POST /v1/scopes/{scope}/devices/{id}/state":
 		return map[string]string{"state": "active"}
+	case "PUT /v1/scopes/{scope}/policy":
+		return map[string]string{"certValidity": "30d"}
+	case "POST /v1/scopes/{scope}/devices/{id}/certificates":
+		return map[string]string{"csr": mustCSR(t, "sample")}
+	case "PUT /v1/scopes/{scope}/ca":
+		certPEM, keyPEM, rootPEM := mustOwnCA(t)
+		return registry.CAImport{Certificate: certPEM, PrivateKey: keyPEM, Chain: rootPEM}
+	case "POST /v1/scopes/{scope}/certificates/{serial}/revoke":
+		return map[string]string{"reason": "keyCompromise"}
 	}
 	if rt.method == "POST" || rt.method == "PATCH" || rt.method == "PUT" {
 		t.Fatalf("no sample body for %s %s", rt.method, rt.path)
@@ -413,7 +447,16 @@ func TestCrossScopeDenial(t *testing.T) {
 	viewer, _ := e.mustToken("default", gatehouse.RoleViewer)
 	_, victimTokenID := e.mustToken("default", gatehouse.RoleOperator)
 	e.mustDevice("dev-1", nil)
-	before := e.do("GET", "/v1/scopes/default/events", e.admin, nil).want(t, 200).body
+	victimCert := e.issue("dev-1")
+	state := func() string {
+		// Events record every change; the CA, policy and credentials are
+		// compared as well.
+		return string(e.do("GET", "/v1/scopes/default/events?limit=1000", e.admin, nil).want(t, 200).body) +
+			string(e.do("GET", "/v1/scopes/default/ca", e.admin, nil).want(t, 200).body) +
+			string(e.do("GET", "/v1/scopes/default", e.admin, nil).want(t, 200).body) +
+			string(e.do("GET", "/v1/scopes/default/credentials", e.admin, nil).want(t, 200).body)
+	}
+	before := state()
 
 	checked := 0
 	for _, rt := range routes {
@@ -424,14 +467,14 @@ func TestCrossScopeDenial(t *testing.T) {
 		if strings.Contains(rt.path, "/tokens/") {
 			id = victimTokenID
 		}
-		path := fillPath(rt.path, "default", id)
+		path := fillPath(rt.path, "default", id, "{serial}", victimCert.Serial)
 		r := e.do(rt.method, path, otherAdmin, sampleBody(t, rt))
 		if r.status != 403 && r.status != 404 {
 			t.Errorf("other scope's admin: %s %s = %d, want 403 or 404; body %s", rt.method, path, r.status, r.body)
 		}
 		var p Problem
 		r.decode(t, &p)
-		if strings.Contains(p.Detail, "dev-1") || strings.Contains(p.Detail, victimTokenID) {
+		if strings.Contains(p.Detail, "dev-1") || strings.Contains(p.Detail, victimTokenID) || strings.Contains(p.Detail, victimCert.Serial) {
 			t.Errorf("other scope's admin: %s %s reveals data: %s", rt.method, path, r.body)
 		}
 		// The stream authorises before it starts.
@@ -444,16 +487,15 @@ func TestCrossScopeDenial(t *testing.T) {
 			e.do(rt.method, path, viewer, sampleBody(t, rt)).problem(t, 403, gatehouse.EForbidden)
 		}
 	}
-	if checked < 12 {
+	if checked < 19 {
 		t.Errorf("checked %d scoped routes; the table has more", checked)
 	}
 	e.do("POST", "/v1/scopes", viewer, map[string]string{"id": "x"}).problem(t, 403, gatehouse.EForbidden)
 	e.do("GET", "/v1/scopes/default/tokens", viewer, nil).problem(t, 403, gatehouse.EForbidden)
 
 	// Nothing changed in scope default.
-	after := e.do("GET", "/v1/scopes/default/events", e.admin, nil).want(t, 200).body
-	if string(after) != string(before) {
-		t.Errorf("denied requests changed scope default: events %s, then %s", before, after)
+	if after := state(); after != before {
+		t.Errorf("denied requests changed scope default: %s, then %s", before, after)
 	}
 	e.do("GET", "/v1/scopes/default/devices/dev-1", e.admin, nil).want(t, 200)
 }
@@ -585,6 +627,8 @@ func TestStatusTable(t *testing.T) {
 	want := map[string]int{
 		gatehouse.EInvalid: 400, gatehouse.EInvalidID: 400, gatehouse.EInvalidJSON: 400, gatehouse.EUnknownField: 400,
 		gatehouse.EInvalidCursor: 400, gatehouse.EInvalidSelector: 400, gatehouse.ETooLarge: 400,
+		gatehouse.ECSRInvalid: 400, gatehouse.EUnsupportedKey: 400, gatehouse.EInvalidPEM: 400, gatehouse.EInvalidCA: 400,
+		gatehouse.EAlreadyRevoked: 409, gatehouse.ECredentialDenied: 409,
 		gatehouse.EUnauthenticated: 401, gatehouse.EForbidden: 403, gatehouse.ENotFound: 404,
 		gatehouse.EMethodNotAllowed: 405, gatehouse.EConflict: 409, gatehouse.EInvalidTransition: 409,
 		gatehouse.EPreconditionFailed: 412, gatehouse.EBodyTooLarge: 413, gatehouse.EUnsupportedMedia: 415,

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -15,7 +16,9 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
+	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/registry"
+	"github.com/gatehouse-iot/gatehouse/secret"
 	"github.com/gatehouse-iot/gatehouse/store/sqlite"
 )
 
@@ -50,8 +53,8 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// mustOpenRegistry opens a fresh store and registry with the bootstrap
-// applied, returning the global admin token's secret.
+// mustOpenRegistry opens a fresh store and registry, with an installation
+// CA (so every scope gets an issuing CA) and the bootstrap applied, returning the global admin token's secret.
 func mustOpenRegistry(tb testing.TB) (*registry.Service, string) {
 	tb.Helper()
 	st, err := sqlite.Open(filepath.Join(tb.TempDir(), "gh.db"))
@@ -59,8 +62,18 @@ func mustOpenRegistry(tb testing.TB) (*registry.Service, string) {
 		tb.Fatalf("open store: %v", err)
 	}
 	tb.Cleanup(func() { st.Close() })
-	reg := registry.New(st)
 	ctx := context.Background()
+	key := make([]byte, secret.KeySize)
+	rand.Read(key)
+	kr, err := secret.NewKeyring(key)
+	if err != nil {
+		tb.Fatalf("keyring: %v", err)
+	}
+	root, err := ca.LoadOrCreateInstallationCA(ctx, st, kr, time.Now)
+	if err != nil {
+		tb.Fatalf("installation CA: %v", err)
+	}
+	reg := registry.New(st, registry.WithCA(root, kr))
 	if err := reg.EnsureScope(ctx, gatehouse.DefaultScope); err != nil {
 		tb.Fatalf("ensure default scope: %v", err)
 	}

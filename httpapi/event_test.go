@@ -111,33 +111,35 @@ func checkEvent(t *testing.T, ev sseEvent, seq int64, typ string) gatehouse.Even
 
 func TestEventStream(t *testing.T) {
 	e := newEnv(t, nil)
-	// The log starts with scope.created (seq 1) from the bootstrap.
+	// The log starts with scope.created (seq 1) and ca.created (seq 2)
+	// from the bootstrap.
 	s := e.openStream("/v1/scopes/default/events", e.admin)
 	if ct := s.res.Header.Get("Content-Type"); s.res.StatusCode != 200 || ct != "text/event-stream" {
 		t.Fatalf("stream answered %d %q", s.res.StatusCode, ct)
 	}
 	checkEvent(t, s.next(t), 1, gatehouse.EventScopeCreated)
+	checkEvent(t, s.next(t), 2, gatehouse.EventCACreated)
 
 	// A change after the stream started reaches it.
 	e.mustDevice("dev-1", nil)
-	ev := checkEvent(t, s.next(t), 2, gatehouse.EventDeviceCreated)
+	ev := checkEvent(t, s.next(t), 3, gatehouse.EventDeviceCreated)
 	if ev.Subject != "devices/dev-1" || ev.Scope != "default" {
 		t.Errorf("event %+v", ev)
 	}
 	e.setState("dev-1", gatehouse.StateActive).want(t, 200)
-	checkEvent(t, s.next(t), 3, gatehouse.EventDeviceStateChanged)
+	checkEvent(t, s.next(t), 4, gatehouse.EventDeviceStateChanged)
 	s.cancel()
 
-	// Resuming after event 2 starts with event 3, whatever after says.
-	r := e.openStream("/v1/scopes/default/events?after=0", e.admin, "Last-Event-ID", "2")
-	checkEvent(t, r.next(t), 3, gatehouse.EventDeviceStateChanged)
+	// Resuming after event 3 starts with event 4, whatever after says.
+	r := e.openStream("/v1/scopes/default/events?after=0", e.admin, "Last-Event-ID", "3")
+	checkEvent(t, r.next(t), 4, gatehouse.EventDeviceStateChanged)
 	// after= works without Last-Event-ID.
-	a := e.openStream("/v1/scopes/default/events?after=2", e.admin)
-	checkEvent(t, a.next(t), 3, gatehouse.EventDeviceStateChanged)
+	a := e.openStream("/v1/scopes/default/events?after=3", e.admin)
+	checkEvent(t, a.next(t), 4, gatehouse.EventDeviceStateChanged)
 	e.do("DELETE", "/v1/scopes/default/devices/dev-1", e.admin, nil).problem(t, 409, gatehouse.EConflict)
 	e.setState("dev-1", gatehouse.StateDecommissioned).want(t, 200)
-	checkEvent(t, r.next(t), 4, gatehouse.EventDeviceStateChanged)
-	checkEvent(t, a.next(t), 4, gatehouse.EventDeviceStateChanged)
+	checkEvent(t, r.next(t), 5, gatehouse.EventDeviceStateChanged)
+	checkEvent(t, a.next(t), 5, gatehouse.EventDeviceStateChanged)
 }
 
 // A stream wakes on the poll interval too (events committed by another
@@ -145,7 +147,7 @@ func TestEventStream(t *testing.T) {
 func TestEventStreamPollAndKeepalive(t *testing.T) {
 	e := newEnv(t, func(r Registry) Registry { return noSignal{r} }, withKeepalive(100*time.Millisecond))
 
-	s := e.openStream("/v1/scopes/default/events?after=1", e.admin)
+	s := e.openStream("/v1/scopes/default/events?after=2", e.admin)
 	deadline := time.After(10 * time.Second)
 	for got := false; !got; {
 		select {
@@ -156,7 +158,7 @@ func TestEventStreamPollAndKeepalive(t *testing.T) {
 		}
 	}
 	e.mustDevice("dev-1", nil)
-	checkEvent(t, s.next(t), 2, gatehouse.EventDeviceCreated)
+	checkEvent(t, s.next(t), 3, gatehouse.EventDeviceCreated)
 }
 
 // A stream whose token is revoked ends at the next keepalive.
@@ -246,7 +248,8 @@ func TestEventStreamOutlivesServerTimeouts(t *testing.T) {
 	e := newEnv(t, nil)
 	s := e.openStream("/v1/scopes/default/events", e.admin)
 	checkEvent(t, s.next(t), 1, gatehouse.EventScopeCreated)
+	checkEvent(t, s.next(t), 2, gatehouse.EventCACreated)
 	time.Sleep(e.srv.Config.ReadTimeout + e.srv.Config.WriteTimeout + 500*time.Millisecond)
 	e.mustDevice("dev-1", nil)
-	checkEvent(t, s.next(t), 2, gatehouse.EventDeviceCreated)
+	checkEvent(t, s.next(t), 3, gatehouse.EventDeviceCreated)
 }

@@ -51,6 +51,49 @@ func FuzzParseDeviceQuery(f *testing.F) {
 	})
 }
 
+// FuzzParseCredentialQuery feeds raw query strings to the credential
+// listing's parser: it must never panic, must fail only with a 400 code, and
+// must only accept known statuses and kinds.
+func FuzzParseCredentialQuery(f *testing.F) {
+	for _, s := range []string{
+		"", "status=active,revoked&status=expired", "kind=x509", "device=dev-1&limit=5",
+		"expiringBefore=2026-01-02T15:04:05Z", "expiringBefore=2026-01-02T15:04:05%2B02:00", "expiringBefore=tomorrow",
+		"cursor=" + gatehouse.EncodeCursor("ab"), "status=,,", "kind=x509,x509,x509,x509", "limit=1001", "x=1",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := parseCredentialQuery(raw)
+		if err != nil {
+			if code := gatehouse.ErrorCode(err); statusOf[code] != http.StatusBadRequest {
+				t.Fatalf("parseCredentialQuery(%q) failed with code %q (status %d), want a 400 code", raw, code, statusOf[code])
+			}
+			return
+		}
+		if q.Limit < 0 || q.Limit > registry.MaxPageSize || len(q.Statuses) > 4 || len(q.Kinds) > 3 {
+			t.Fatalf("parseCredentialQuery(%q) accepted %+v", raw, q)
+		}
+		for _, s := range q.Statuses {
+			if s != gatehouse.CredentialActive && s != gatehouse.CredentialSuperseded && s != gatehouse.CredentialRevoked && s != gatehouse.CredentialExpired {
+				t.Fatalf("parseCredentialQuery(%q) accepted status %q", raw, s)
+			}
+		}
+	})
+}
+
+// FuzzNegotiate feeds Accept headers to the content negotiation: it must
+// never panic and must pick one of the offers.
+func FuzzNegotiate(f *testing.F) {
+	for _, s := range []string{"", "application/json", "application/json;q=0.5, application/pem-certificate-chain", "*/*;q=0", "application/*;q=abc", ";;,,", "a/b;q=1e999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, accept string) {
+		if got := negotiate([]string{accept}, mediaPEMChain, mediaJSON); got != mediaPEMChain && got != mediaJSON {
+			t.Fatalf("negotiate(%q) = %q", accept, got)
+		}
+	})
+}
+
 // FuzzWrites sends arbitrary bodies, content types and device IDs to the
 // handlers that take a body, in process over a real store: no input may
 // produce a 5xx or a malformed error.
@@ -72,8 +115,15 @@ func FuzzWrites(f *testing.F) {
 		{"POST", "/v1/scopes/default/devices/{id}/state"},
 		{"DELETE", "/v1/scopes/default/devices/{id}"},
 		{"GET", "/v1/scopes/default/devices/{id}/history"},
+		{"POST", "/v1/scopes/default/devices/{id}/certificates"},
+		{"PUT", "/v1/scopes/default/ca"},
+		{"PUT", "/v1/scopes/default/policy"},
+		{"POST", "/v1/scopes/default/certificates/{id}/revoke"},
+		{"POST", "/v1/scopes/default/ocsp"},
+		{"GET", "/v1/scopes/default/ocsp/{id}"},
+		{"GET", "/v1/scopes/default/credentials?expiringBefore={id}"},
 	}
-	contentTypes := []string{"application/json", "application/merge-patch+json", "application/json; charset=utf-8", "text/plain", "", "application/json; x=\""}
+	contentTypes := []string{"application/json", "application/merge-patch+json", "application/json; charset=utf-8", "text/plain", "", "application/json; x=\"", "application/ocsp-request"}
 
 	f.Add(uint8(0), uint8(0), "dev-1", []byte(`{"id":"acme"}`))
 	f.Add(uint8(1), uint8(0), "dev-1", []byte(`{"name":"n","role":"viewer"}`))
@@ -86,6 +136,14 @@ func FuzzWrites(f *testing.F) {
 	f.Add(uint8(5), uint8(0), "..", []byte(nil))
 	f.Add(uint8(6), uint8(0), "%00", []byte(nil))
 	f.Add(uint8(2), uint8(3), "", []byte(`{"id":1e999}`))
+	f.Add(uint8(7), uint8(0), "dev-1", []byte(`{"csr":"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n"}`))
+	f.Add(uint8(8), uint8(0), "", []byte(`{"certificate":"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----","privateKey":"x"}`))
+	f.Add(uint8(9), uint8(0), "", []byte(`{"certValidity":"90d","renewalOverlap":"-5h"}`))
+	f.Add(uint8(10), uint8(0), "0a:FF", []byte(`{"reason":"superseded"}`))
+	f.Add(uint8(10), uint8(4), "1", []byte(nil))
+	f.Add(uint8(11), uint8(6), "", []byte{0x30, 0x03, 0x30, 0x01, 0x00})
+	f.Add(uint8(12), uint8(0), "MAMwAQA%3D", []byte(nil))
+	f.Add(uint8(13), uint8(0), "2026-01-01T00:00:00+01:00", []byte(nil))
 
 	f.Fuzz(func(t *testing.T, target, ct uint8, id string, body []byte) {
 		tg := targets[int(target)%len(targets)]

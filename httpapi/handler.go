@@ -39,6 +39,17 @@ type Registry interface {
 
 	Events(ctx context.Context, p *gatehouse.Principal, scope string, after int64, limit int) ([]*gatehouse.Event, error)
 	EventSignal(scope string) <-chan struct{}
+
+	SetScopePolicy(ctx context.Context, p *gatehouse.Principal, scope string, policy gatehouse.ScopePolicy) (*gatehouse.Scope, error)
+	CA(ctx context.Context, p *gatehouse.Principal, scope string) (*registry.CAInfo, error)
+	ImportCA(ctx context.Context, p *gatehouse.Principal, scope string, req registry.CAImport) (*registry.CAInfo, error)
+	IssueCertificate(ctx context.Context, p *gatehouse.Principal, scope, deviceID string, csr []byte) (*registry.IssuedCertificate, error)
+	RevokeCertificate(ctx context.Context, p *gatehouse.Principal, scope, serial, reason string) (*gatehouse.Credential, error)
+	ListCredentials(ctx context.Context, p *gatehouse.Principal, scope string, q registry.CredentialQuery) (*registry.CredentialPage, error)
+	DeviceCredentials(ctx context.Context, p *gatehouse.Principal, scope, deviceID string) ([]*gatehouse.Credential, error)
+	// CRL and OCSP need no principal: revocation status is public.
+	CRL(ctx context.Context, scope string) (*gatehouse.CRL, error)
+	OCSP(ctx context.Context, scope string, req []byte) ([]byte, error)
 }
 
 // Defaults.

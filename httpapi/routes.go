@@ -19,6 +19,7 @@ var routes = []route{
 	{"POST", "/v1/scopes", true, (*Handler).createScope},
 	{"GET", "/v1/scopes", true, (*Handler).listScopes},
 	{"GET", "/v1/scopes/{scope}", true, (*Handler).getScope},
+	{"PUT", "/v1/scopes/{scope}/policy", true, (*Handler).setScopePolicy},
 
 	{"POST", "/v1/scopes/{scope}/tokens", true, (*Handler).createToken},
 	{"GET", "/v1/scopes/{scope}/tokens", true, (*Handler).listTokens},
@@ -31,6 +32,19 @@ var routes = []route{
 	{"DELETE", "/v1/scopes/{scope}/devices/{id}", true, (*Handler).deleteDevice},
 	{"POST", "/v1/scopes/{scope}/devices/{id}/state", true, (*Handler).setState},
 	{"GET", "/v1/scopes/{scope}/devices/{id}/history", true, (*Handler).deviceHistory},
+	{"POST", "/v1/scopes/{scope}/devices/{id}/certificates", true, (*Handler).issueCertificate},
+	{"GET", "/v1/scopes/{scope}/devices/{id}/credentials", true, (*Handler).deviceCredentials},
+
+	{"GET", "/v1/scopes/{scope}/ca", true, (*Handler).getCA},
+	{"PUT", "/v1/scopes/{scope}/ca", true, (*Handler).importCA},
+	{"GET", "/v1/scopes/{scope}/credentials", true, (*Handler).listCredentials},
+	{"POST", "/v1/scopes/{scope}/certificates/{serial}/revoke", true, (*Handler).revokeCertificate},
+
+	// Revocation status is public: brokers and devices fetch it without a
+	// token, as RFC 5280 and RFC 6960 expect.
+	{"GET", "/v1/scopes/{scope}/crl", false, (*Handler).crl},
+	{"POST", "/v1/scopes/{scope}/ocsp", false, (*Handler).ocspPost},
+	{"GET", "/v1/scopes/{scope}/ocsp/{request}", false, (*Handler).ocspGet},
 
 	{"GET", "/v1/scopes/{scope}/events", true, (*Handler).events},
 }
