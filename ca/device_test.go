@@ -498,4 +498,3 @@ func BenchmarkCreateCertificateStdlib(b *testing.B) {
 		}
 	}
 }
-
