@@ -13,6 +13,10 @@ import (
 // Errors: ENotFound for a missing row, EConflict for a duplicate key,
 // EPreconditionFailed for an etag mismatch, EUnavailable when the database
 // cannot be reached. Anything else is internal.
+//
+// Values come back as they were written, with two normalisations: times are
+// in UTC (at the microsecond precision callers write them with), and an
+// empty byte slice reads back as nil. A nil time pointer stays nil.
 type Store interface {
 	Reader
 
@@ -42,21 +46,39 @@ type Reader interface {
 
 	GetDevice(ctx context.Context, scope, id string) (*Device, error)
 	// ListDevices returns up to f.Limit devices ordered by ID, after f.After.
+	// f.Limit <= 0 means 100.
 	ListDevices(ctx context.Context, f DeviceFilter) ([]*Device, error)
 	// DeviceHistory returns a device's state changes, oldest first.
 	DeviceHistory(ctx context.Context, scope, id string) ([]*StateChange, error)
 
 	// ListEvents returns up to limit events of scope with Seq > after, in
-	// order. A reader never sees event n+1 without event n.
+	// order. A reader never sees event n+1 without event n. limit <= 0
+	// means MaxEventPage.
 	ListEvents(ctx context.Context, scope string, after int64, limit int) ([]*Event, error)
 
 	// GetSetting returns an installation-wide value (ENotFound if unset).
 	GetSetting(ctx context.Context, key string) ([]byte, error)
+
+	// GetScopeCA returns a scope's issuing CA (ENotFound if it has none).
+	GetScopeCA(ctx context.Context, scope string) (*ScopeCA, error)
+	// GetCRL returns a scope's current CRL (ENotFound if none was made yet).
+	GetCRL(ctx context.Context, scope string) (*CRL, error)
+	// GetCredential returns one credential by scope and ID.
+	GetCredential(ctx context.Context, scope, id string) (*Credential, error)
+	// ListCredentials returns up to f.Limit credentials ordered by ID, after
+	// f.After. Empty filter fields match everything; f.Limit <= 0 means 100.
+	ListCredentials(ctx context.Context, f CredentialFilter) ([]*Credential, error)
 }
 
 // Tx is a read-write transaction. Reads through a Tx see the transaction's
-// own writes; GetDevice locks the row against concurrent writers until the
-// transaction ends, so read-modify-write through a Tx never loses an update.
+// own writes; GetDevice, GetCredential and GetCRL lock the row against
+// concurrent writers until the transaction ends, so read-modify-write
+// through a Tx never loses an update.
+//
+// An ordinary error from a Tx method (ENotFound, EConflict,
+// EPreconditionFailed) changes nothing and leaves the transaction usable:
+// fn may handle it, go on writing and return nil, and its other writes
+// commit. Any other error may have ended the transaction; fn should return it.
 type Tx interface {
 	GetScope(id string) (*Scope, error)
 	CreateScope(s *Scope) error
@@ -76,6 +98,34 @@ type Tx interface {
 
 	// AppendEvent assigns e.Seq (the next number in e.Scope) and writes e.
 	AppendEvent(e *Event) error
+
+	// UpdateScope replaces a scope's mutable fields (its policy), leaving
+	// CreatedAt as stored. ENotFound if the scope does not exist.
+	UpdateScope(s *Scope) error
+
+	// PutScopeCA stores a scope's issuing CA, replacing any previous one.
+	PutScopeCA(ca *ScopeCA) error
+	// GetCRL returns the scope's current CRL, locking it until the
+	// transaction ends (ENotFound if none).
+	GetCRL(scope string) (*CRL, error)
+	// PutCRL stores a CRL. EConflict unless crl.Number is greater than the
+	// stored CRL's number: CRL numbers only grow.
+	PutCRL(crl *CRL) error
+
+	// CreateCredential stores a new credential (EConflict on a duplicate
+	// scope and ID). Credentials are kept when their device is deleted: a
+	// revoked certificate must stay on the CRL until it expires.
+	CreateCredential(c *Credential) error
+	// GetCredential returns a credential, locking it until the transaction ends.
+	GetCredential(scope, id string) (*Credential, error)
+	// UpdateCredential replaces a credential's mutable fields: Status,
+	// RetireAt, RevokedAt, RevocationReason, ExpiryNotifiedAt, Secret. The
+	// other fields of c only name it (Scope, ID) or are ignored. ENotFound
+	// if it does not exist.
+	UpdateCredential(c *Credential) error
+	// DeviceCredentials returns all credentials of a device, ordered by ID,
+	// also after the device was deleted.
+	DeviceCredentials(scope, deviceID string) ([]*Credential, error)
 
 	// PutSettingIfAbsent stores value under key unless the key exists, and
 	// returns the stored value either way: the first writer among several

@@ -7,3 +7,5 @@ var (
 	MigrateLockKey   = migrateLockKey
 	LatestVersion    = latestVersion
 )
+
+var ListCredentialsQuery = listCredentialsQuery

@@ -38,18 +38,6 @@ func (t *Tx) GetScope(id string) (*gatehouse.Scope, error) {
 	return s, t.check(err)
 }
 
-func (t *Tx) CreateScope(s *gatehouse.Scope) error {
-	tag, err := t.tx.Exec(t.ctx, `INSERT INTO scopes (id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
-		s.ID, s.CreatedAt)
-	if err != nil {
-		return t.fail("create scope", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return gatehouse.Errorf(gatehouse.EConflict, "scope %q already exists", s.ID)
-	}
-	return nil
-}
-
 func (t *Tx) CreateToken(tok *gatehouse.Token) error {
 	tag, err := t.tx.Exec(t.ctx, `INSERT INTO tokens (id, scope, name, role, hash, created_at, created_by, revoked_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,

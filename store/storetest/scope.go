@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/google/go-cmp/cmp"
@@ -75,5 +76,84 @@ func testScopes(t *testing.T, newStore NewStore) {
 			return err
 		})
 		wantCode(t, "tx.GetScope missing", err, gatehouse.ENotFound)
+		err = s.Update(ctx, func(tx gatehouse.Tx) error {
+			return tx.UpdateScope(&gatehouse.Scope{ID: "nope", Policy: gatehouse.ScopePolicy{CertValidity: gatehouse.Duration(time1h)}})
+		})
+		wantCode(t, "UpdateScope missing", err, gatehouse.ENotFound)
 	})
+
+	t.Run("Policy", func(t *testing.T) { testScopePolicy(t, newStore(t)) })
+}
+
+// testScopePolicy: a scope's policy round-trips through CreateScope and
+// UpdateScope, every field and the zero policy alike, and UpdateScope
+// changes nothing else.
+func testScopePolicy(t *testing.T, s gatehouse.Store) {
+	ctx := context.Background()
+	created := now().Add(-time1h)
+	withPolicy := &gatehouse.Scope{ID: "acme", CreatedAt: created, Policy: gatehouse.ScopePolicy{
+		CertValidity:   gatehouse.Duration(2160 * time.Hour),
+		RenewalOverlap: gatehouse.Duration(36*time.Hour + 30*time.Minute),
+		ExpiryLeadTime: gatehouse.Duration(1500 * time.Millisecond), // not a whole unit: kept exactly
+	}}
+	bare := &gatehouse.Scope{ID: "bare", CreatedAt: created}
+	update(t, s, func(tx gatehouse.Tx) error {
+		if err := tx.CreateScope(withPolicy); err != nil {
+			return err
+		}
+		return tx.CreateScope(bare)
+	})
+	check := func(what string, want ...*gatehouse.Scope) {
+		t.Helper()
+		for _, w := range want {
+			got, err := s.GetScope(ctx, w.ID)
+			if err != nil {
+				t.Fatalf("%s: GetScope(%s): %v", what, w.ID, err)
+			}
+			if diff := cmp.Diff(w, got); diff != "" {
+				t.Errorf("%s: GetScope(%s) (-want +got):\n%s", what, w.ID, diff)
+			}
+		}
+		list, err := s.ListScopes(ctx)
+		if err != nil {
+			t.Fatalf("%s: ListScopes: %v", what, err)
+		}
+		for _, w := range want {
+			i := slices.IndexFunc(list, func(sc *gatehouse.Scope) bool { return sc.ID == w.ID })
+			if i < 0 {
+				t.Errorf("%s: ListScopes lacks %s", what, w.ID)
+			} else if diff := cmp.Diff(w, list[i]); diff != "" {
+				t.Errorf("%s: ListScopes entry %s (-want +got):\n%s", what, w.ID, diff)
+			}
+		}
+	}
+	check("after CreateScope", withPolicy, bare)
+	if got, _ := s.GetScope(ctx, "bare"); got != nil && got.Policy != (gatehouse.ScopePolicy{}) {
+		t.Errorf("scope without policy: got %+v, want the zero ScopePolicy", got.Policy)
+	}
+
+	// UpdateScope writes the policy only: a different CreatedAt in its
+	// argument is ignored.
+	next := &gatehouse.Scope{ID: "bare", CreatedAt: now().Add(time1h), Policy: gatehouse.ScopePolicy{CertValidity: gatehouse.Duration(5 * 365 * 24 * time.Hour)}}
+	update(t, s, func(tx gatehouse.Tx) error {
+		if err := tx.UpdateScope(next); err != nil {
+			return err
+		}
+		// The Tx sees its own write.
+		got, err := tx.GetScope("bare")
+		if err != nil {
+			return err
+		}
+		if got.Policy != next.Policy {
+			t.Errorf("tx.GetScope after UpdateScope: got policy %+v, want %+v", got.Policy, next.Policy)
+		}
+		return nil
+	})
+	wantBare := &gatehouse.Scope{ID: "bare", CreatedAt: created, Policy: next.Policy}
+	check("after UpdateScope", withPolicy, wantBare)
+
+	// And back to the zero policy.
+	cleared := &gatehouse.Scope{ID: "acme", CreatedAt: created}
+	update(t, s, func(tx gatehouse.Tx) error { return tx.UpdateScope(cleared) })
+	check("after clearing the policy", cleared, wantBare)
 }

@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,6 +42,11 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Events", func(t *testing.T) { testEvents(t, newStore) })
 	t.Run("History", func(t *testing.T) { testHistory(t, newStore(t)) })
 	t.Run("Settings", func(t *testing.T) { testSettings(t, newStore) })
+	t.Run("ErrorsKeepTxUsable", func(t *testing.T) { testErrorsKeepTxUsable(t, newStore(t)) })
+	t.Run("DefaultLimits", func(t *testing.T) { testDefaultLimits(t, newStore(t)) })
+	t.Run("ScopeCAs", func(t *testing.T) { testScopeCAs(t, newStore) })
+	t.Run("CRLs", func(t *testing.T) { testCRLs(t, newStore) })
+	t.Run("Credentials", func(t *testing.T) { testCredentials(t, newStore) })
 }
 
 func testReady(t *testing.T, s gatehouse.Store) {
@@ -136,6 +142,23 @@ func checkUTC(tb testing.TB, what string, ts ...*time.Time) {
 	for _, t := range ts {
 		if t != nil && t.Location() != time.UTC {
 			tb.Errorf("%s: got time in %v, want UTC", what, t.Location())
+		}
+	}
+}
+
+// parallel runs fn(0) ... fn(n-1) in n goroutines and fails the test with
+// every error they return.
+func parallel(tb testing.TB, n int, fn func(i int) error) {
+	tb.Helper()
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs[i] = fn(i) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			tb.Errorf("goroutine %d: %v", i, err)
 		}
 	}
 }
