@@ -20,16 +20,16 @@ const (
 	EInternal           = "internal"
 	EUnavailable        = "unavailable" // a dependency (the database) is unreachable
 
-	EInvalidID           = "invalid_id"
-	EInvalidJSON         = "invalid_json"
-	EUnknownField        = "unknown_field"
-	EInvalidCursor       = "invalid_cursor"
-	EInvalidSelector     = "invalid_selector"
-	EInvalidTransition   = "invalid_transition"
-	ETooLarge            = "too_large"      // a field exceeds its size limit
-	EBodyTooLarge        = "body_too_large" // the request body exceeds the server's cap
-	EUnsupportedMedia    = "unsupported_media_type"
-	EMethodNotAllowed    = "method_not_allowed"
+	EInvalidID         = "invalid_id"
+	EInvalidJSON       = "invalid_json"
+	EUnknownField      = "unknown_field"
+	EInvalidCursor     = "invalid_cursor"
+	EInvalidSelector   = "invalid_selector"
+	EInvalidTransition = "invalid_transition"
+	ETooLarge          = "too_large"      // a field exceeds its size limit
+	EBodyTooLarge      = "body_too_large" // the request body exceeds the server's cap
+	EUnsupportedMedia  = "unsupported_media_type"
+	EMethodNotAllowed  = "method_not_allowed"
 )
 
 // Error is Gatehouse's one error type. Code is stable and machine-readable;

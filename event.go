@@ -9,6 +9,7 @@ import (
 // describes (a transactional outbox): if the change committed, so did its event.
 const (
 	EventScopeCreated       = "scope.created"
+	EventScopeUpdated       = "scope.updated"
 	EventTokenCreated       = "token.created"
 	EventTokenRevoked       = "token.revoked"
 	EventDeviceCreated      = "device.created"

@@ -205,6 +205,7 @@ func (s *Service) SetState(ctx context.Context, p *gatehouse.Principal, scope, i
 
 func (s *Service) transition(ctx context.Context, actor, scope, id string, to gatehouse.State, reason, ifMatch string) (*gatehouse.Device, error) {
 	var out *gatehouse.Device
+	revokedCerts := false
 	err := s.update(ctx, func(tx gatehouse.Tx, ev *eventLog) error {
 		cur, err := tx.GetDevice(scope, id)
 		if err != nil {
@@ -228,11 +229,23 @@ func (s *Service) transition(ctx context.Context, actor, scope, id string, to ga
 			return err
 		}
 		out = d
-		return ev.append(scope, gatehouse.EventDeviceStateChanged, actor, gatehouse.DeviceSubject(id), d.UpdatedAt,
-			map[string]any{"from": cur.State, "to": to, "reason": reason, "etag": d.ETag})
+		if err := ev.append(scope, gatehouse.EventDeviceStateChanged, actor, gatehouse.DeviceSubject(id), d.UpdatedAt,
+			map[string]any{"from": cur.State, "to": to, "reason": reason, "etag": d.ETag}); err != nil {
+			return err
+		}
+		if to == gatehouse.StateDecommissioned {
+			// Decommissioning revokes every credential, in the same transaction.
+			revokedCerts, err = s.revokeDevice(tx, ev, scope, id, actor, d.UpdatedAt)
+		}
+		return err
 	})
 	if err != nil {
 		return nil, err
+	}
+	if revokedCerts {
+		if err := s.refreshCRL(ctx, scope); err != nil {
+			s.log.Error("refresh CRL after decommission", "scope", scope, "device_id", id, "err", err)
+		}
 	}
 	return out, nil
 }
@@ -246,7 +259,8 @@ func (s *Service) DeleteDevice(ctx context.Context, p *gatehouse.Principal, scop
 	if err := gatehouse.ValidateDeviceID(id); err != nil {
 		return err
 	}
-	return s.update(ctx, func(tx gatehouse.Tx, ev *eventLog) error {
+	revokedCerts := false
+	err := s.update(ctx, func(tx gatehouse.Tx, ev *eventLog) error {
 		cur, err := tx.GetDevice(scope, id)
 		if err != nil {
 			return deviceNotFound(err, scope, id)
@@ -257,12 +271,24 @@ func (s *Service) DeleteDevice(ctx context.Context, p *gatehouse.Principal, scop
 		if !cur.Deletable() {
 			return gatehouse.Errorf(gatehouse.EConflict, "device %q is %s and has been seen; decommission it first (POST .../state {\"state\":\"decommissioned\"})", id, cur.State)
 		}
+		now := s.timestamp()
+		// Credentials outlive the device record (a revoked certificate stays
+		// on the CRL); none may stay usable.
+		if revokedCerts, err = s.revokeDevice(tx, ev, scope, id, p.Actor(), now); err != nil {
+			return err
+		}
 		if err := tx.DeleteDevice(scope, id); err != nil {
 			return err
 		}
-		return ev.append(scope, gatehouse.EventDeviceDeleted, p.Actor(), gatehouse.DeviceSubject(id), s.timestamp(),
+		return ev.append(scope, gatehouse.EventDeviceDeleted, p.Actor(), gatehouse.DeviceSubject(id), now,
 			map[string]any{"id": id, "state": cur.State})
 	})
+	if err == nil && revokedCerts {
+		if err := s.refreshCRL(ctx, scope); err != nil {
+			s.log.Error("refresh CRL after delete", "scope", scope, "device_id", id, "err", err)
+		}
+	}
+	return err
 }
 
 // DeviceHistory returns a device's lifecycle history, oldest first.

@@ -42,7 +42,10 @@ func (s *Service) createScope(ctx context.Context, actor, id string) (*gatehouse
 			}
 			return err
 		}
-		return ev.append(id, gatehouse.EventScopeCreated, actor, "scopes/"+id, sc.CreatedAt, sc)
+		if err := ev.append(id, gatehouse.EventScopeCreated, actor, "scopes/"+id, sc.CreatedAt, sc); err != nil {
+			return err
+		}
+		return s.newScopeCA(tx, ev, id, actor, sc.CreatedAt)
 	})
 	if err != nil {
 		return nil, err

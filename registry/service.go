@@ -10,14 +10,19 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
+	"github.com/gatehouse-iot/gatehouse/ca"
+	"github.com/gatehouse-iot/gatehouse/secret"
 )
 
 // Service is the registry. It is safe for concurrent use.
 type Service struct {
-	store gatehouse.Store
-	now   func() time.Time
-	log   *slog.Logger
-	hub   *hub
+	store   gatehouse.Store
+	now     func() time.Time
+	log     *slog.Logger
+	hub     *hub
+	root    *ca.Authority   // the installation root; signs scope CAs
+	keyring *secret.Keyring // seals scope CA keys
+	cas     caCache
 }
 
 // Option configures a Service.
@@ -26,12 +31,19 @@ type Option func(*Service)
 // WithClock sets the time source (tests inject a fixed or stepping clock).
 func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
 
+// WithCA gives the registry the installation root CA (which signs each
+// scope's issuing CA) and the keyring that seals CA keys at rest. Without it
+// scopes get no CA and certificate operations answer not_found.
+func WithCA(root *ca.Authority, kr *secret.Keyring) Option {
+	return func(s *Service) { s.root, s.keyring = root, kr }
+}
+
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
 
 // New returns a registry over store.
 func New(store gatehouse.Store, opts ...Option) *Service {
-	s := &Service{store: store, now: time.Now, log: slog.New(slog.DiscardHandler), hub: newHub()}
+	s := &Service{store: store, now: time.Now, log: slog.New(slog.DiscardHandler), hub: newHub(), cas: caCache{m: map[string]cachedCA{}}}
 	for _, o := range opts {
 		o(s)
 	}

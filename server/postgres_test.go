@@ -70,7 +70,7 @@ func TestTwoNodesSharePostgres(t *testing.T) {
 		}
 		types = append(types, m["type"].(string))
 	}
-	if got := strings.Join(types, ","); got != "scope.created,device.created,device.state_changed" {
+	if got := strings.Join(types, ","); got != "scope.created,ca.created,device.created,device.state_changed" {
 		t.Errorf("events = %s", got)
 	}
 	// A restart of node A on the same database keeps its admin token valid.

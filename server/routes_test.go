@@ -67,7 +67,7 @@ func TestEveryRoute(t *testing.T) {
 	n.must(a, "DELETE", "/v1/scopes/acme/devices/dev-1", "", 204)
 
 	ev := n.must(a, "GET", "/v1/scopes/acme/events?after=0&limit=100", "", 200)["items"].([]any)
-	want := []string{"scope.created", "token.created", "device.created", "device.created", "device.updated",
+	want := []string{"scope.created", "ca.created", "token.created", "device.created", "device.created", "device.updated",
 		"device.state_changed", "device.deleted", "device.state_changed", "device.deleted"}
 	if len(ev) != len(want) {
 		t.Fatalf("got %d events, want %d: %v", len(ev), len(want), ev)
@@ -155,7 +155,7 @@ func TestEventStream(t *testing.T) {
 	req, _ := http.NewRequestWithContext(ctx, "GET", n.url+"/v1/scopes/default/events", nil)
 	req.Header.Set("Authorization", "Bearer "+n.admin)
 	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("Last-Event-ID", "1") // skip scope.created
+	req.Header.Set("Last-Event-ID", "2") // skip scope.created, ca.created
 	resp, err := n.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +179,7 @@ func TestEventStream(t *testing.T) {
 			break
 		}
 	}
-	if id != "2" || typ != "device.created" {
-		t.Errorf("first streamed event: id %q type %q, want 2 device.created", id, typ)
+	if id != "3" || typ != "device.created" {
+		t.Errorf("first streamed event: id %q type %q, want 3 device.created", id, typ)
 	}
 }

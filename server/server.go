@@ -46,6 +46,7 @@ type Config struct {
 	MasterKeyFile string // default DATA/master.key
 	Logger        *slog.Logger
 	Now           func() time.Time
+	SweepInterval time.Duration // how often timed work runs (credential expiry, CRLs); default 30s
 }
 
 // Server is a running node.
@@ -59,6 +60,8 @@ type Server struct {
 	url      string
 	stopBase context.CancelFunc
 	served   chan error
+
+	sweeperDone chan struct{}
 }
 
 // Run starts a node and serves until ctx ends, then shuts it down gracefully.
@@ -97,16 +100,19 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.store, err = OpenStore(ctx, cfg.Database, cfg.DataDir); err != nil {
 		return nil, err
 	}
-	s.registry = registry.New(s.store, registry.WithLogger(s.log), registry.WithClock(cfg.Now))
-	if err := s.registry.EnsureScope(ctx, gatehouse.DefaultScope); err != nil {
-		return nil, fmt.Errorf("create default scope: %w", err)
-	}
-	if err := s.ensureAdminToken(ctx); err != nil {
-		return nil, err
-	}
 	root, err := ca.LoadOrCreateInstallationCA(ctx, s.store, kr, cfg.Now)
 	if err != nil {
 		return nil, fmt.Errorf("installation CA: %w", err)
+	}
+	s.registry = registry.New(s.store, registry.WithLogger(s.log), registry.WithClock(cfg.Now), registry.WithCA(root, kr))
+	if err := s.registry.EnsureScope(ctx, gatehouse.DefaultScope); err != nil {
+		return nil, fmt.Errorf("create default scope: %w", err)
+	}
+	if err := s.registry.EnsureScopeCAs(ctx); err != nil {
+		return nil, fmt.Errorf("scope CAs: %w", err)
+	}
+	if err := s.ensureAdminToken(ctx); err != nil {
+		return nil, err
 	}
 	if err := ca.WriteFileAtomic(filepath.Join(cfg.DataDir, CAFile), root.CertPEM(), 0o644); err != nil {
 		return nil, fmt.Errorf("write %s: %w", CAFile, err)
@@ -142,6 +148,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 		s.served <- err
 	}()
+	s.sweeperDone = make(chan struct{})
+	go s.sweep(base, cfg.SweepInterval)
 	s.log.Info("gatehouse serving", "url", s.url, "addr", s.ln.Addr().String(), "data_dir", cfg.DataDir,
 		"database", databaseKind(cfg.Database), "ca_file", filepath.Join(cfg.DataDir, CAFile))
 	return s, nil
@@ -168,6 +176,9 @@ func (s *Server) Close() error {
 		errs = append(errs, s.http.Shutdown(ctx))
 		cancel()
 		s.http = nil
+		if s.sweeperDone != nil {
+			<-s.sweeperDone
+		}
 	} else if s.ln != nil {
 		s.ln.Close()
 	}
@@ -190,6 +201,9 @@ func withDefaults(cfg Config) Config {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = 30 * time.Second
 	}
 	if cfg.MasterKeyFile == "" {
 		cfg.MasterKeyFile = os.Getenv("GATEHOUSE_MASTER_KEY_FILE")
@@ -259,4 +273,21 @@ func nodeURL(addr net.Addr) string {
 		return "https://localhost:" + port
 	}
 	return "https://" + net.JoinHostPort(ta.IP.String(), fmt.Sprint(ta.Port))
+}
+
+// sweep runs the registry's timed work until ctx ends.
+func (s *Server) sweep(ctx context.Context, every time.Duration) {
+	defer close(s.sweeperDone)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if err := s.registry.Sweep(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("sweep", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
