@@ -115,7 +115,8 @@ func queryCredentials(ctx context.Context, c *stmtCache, op, query string, args 
 // after f.After, like deviceQuery.
 //
 // Which index answers it: a device's credentials come from (scope,
-// device_id, id) in page order. Otherwise ExpiringBefore reads the range of
+// device_id, id) in page order, whatever else the filter names: a device
+// has few. Otherwise ExpiringBefore reads the range of
 // (scope, not_after) before the time and sorts what matched: expiring
 // credentials are a small part of a scope, and walking the scope in ID order
 // instead would read all of it to fill a page. Without either, one status
@@ -140,8 +141,8 @@ func credentialQuery(f gatehouse.CredentialFilter) (string, []any) {
 		args = append(args, f.DeviceID)
 	}
 	plus := ""
-	if byExpiry {
-		plus = "+"
+	if byExpiry || f.DeviceID != "" {
+		plus = "+" // keep to the device's or the expiry index
 	}
 	if len(f.Kinds) > 0 {
 		b.WriteString(` AND ` + plus + `kind IN (` + placeholders(len(f.Kinds)) + `)`)

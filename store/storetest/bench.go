@@ -27,6 +27,8 @@ func Bench(b *testing.B, newStore NewStore) {
 	b.Run("List", func(b *testing.B) { benchList(b, lazyStore(b, newStore, 10000)) })
 	b.Run("Transition", func(b *testing.B) { benchTransition(b, lazyStore(b, newStore, 10000), false) })
 	b.Run("TransitionParallel", func(b *testing.B) { benchTransition(b, lazyStore(b, newStore, 10000), true) })
+	b.Run("CreateCredential", func(b *testing.B) { benchCreateCredential(b, lazyStore(b, newStore, 0)) })
+	b.Run("ListCredentialsExpiring", func(b *testing.B) { benchListExpiring(b, lazyCredentialStore(b, newStore, 10000)) })
 }
 
 const benchScope = "bench"
@@ -225,3 +227,87 @@ func benchTransition(b *testing.B, store func() gatehouse.Store, parallel bool) 
 }
 
 func maxProcs() int { return runtime.GOMAXPROCS(0) }
+
+// benchCredential is an issued certificate as the CA records it; its
+// notAfter is spread over a year from credentialBase.
+func benchCredential(id string, i int) *gatehouse.Credential {
+	c := newCredential(benchScope, id, fmt.Sprintf("dev-%06d", i%10000))
+	c.NotAfter = timePtr(credentialBase.Add(time.Duration(i%365) * 24 * time.Hour))
+	c.CertDER = der(byte(i), 700) // about the size of an ECDSA P-256 certificate
+	return c
+}
+
+// lazyCredentialStore is lazyStore with n credentials instead of devices.
+func lazyCredentialStore(parent *testing.B, newStore NewStore, n int) func() gatehouse.Store {
+	var once sync.Once
+	var s gatehouse.Store
+	return func() gatehouse.Store {
+		once.Do(func() {
+			s = newStore(parent)
+			createScopes(parent, s, benchScope)
+			for i := 0; i < n; i += 500 {
+				batch := make([]*gatehouse.Credential, 0, 500)
+				for j := i; j < i+500 && j < n; j++ {
+					// Serial-like IDs: ID order is not notAfter order.
+					batch = append(batch, benchCredential(fmt.Sprintf("%016x", uint64(j)*0x9e3779b97f4a7c15), j))
+				}
+				createCredentials(parent, s, batch...)
+			}
+		})
+		return s
+	}
+}
+
+// benchCreateCredential is issuing a certificate: the credential and its
+// event in one Update, from many goroutines at once.
+func benchCreateCredential(b *testing.B, store func() gatehouse.Store) {
+	s := store()
+	ctx := context.Background()
+	var lat latencies
+	b.SetParallelism(max(1, 64/maxProcs()))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var ds []time.Duration
+		for pb.Next() {
+			i := int(benchSeq.Add(1))
+			c := benchCredential(fmt.Sprintf("cred-%012d", i), i)
+			start := time.Now()
+			err := s.Update(ctx, func(tx gatehouse.Tx) error {
+				if err := tx.CreateCredential(c); err != nil {
+					return err
+				}
+				return tx.AppendEvent(&gatehouse.Event{
+					Scope: benchScope, Type: gatehouse.EventCredentialIssued, Time: c.CreatedAt,
+					Actor: "token:bench", Subject: gatehouse.DeviceSubject(c.DeviceID), Data: []byte(`{"kind":"x509"}`),
+				})
+			})
+			ds = append(ds, time.Since(start))
+			if err != nil {
+				b.Errorf("create credential: %v", err)
+				return
+			}
+		}
+		lat.add(ds)
+	})
+	reportRate(b, "creates/s")
+	lat.report(b)
+}
+
+// benchListExpiring is the expiry sweeper's query: the active credentials
+// expiring within 14 days (about 4% of 10k), one page of up to 100.
+func benchListExpiring(b *testing.B, store func() gatehouse.Store) {
+	s := store()
+	ctx := context.Background()
+	before := timePtr(credentialBase.Add(14 * 24 * time.Hour))
+	f := gatehouse.CredentialFilter{Scope: benchScope, Statuses: []gatehouse.CredentialStatus{gatehouse.CredentialActive}, ExpiringBefore: before, Limit: 100}
+	b.ResetTimer()
+	for b.Loop() {
+		got, err := s.ListCredentials(ctx, f)
+		if err != nil {
+			b.Fatalf("ListCredentials: %v", err)
+		}
+		if len(got) != 100 {
+			b.Fatalf("ListCredentials: got %d credentials, want 100", len(got))
+		}
+	}
+}
