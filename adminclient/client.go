@@ -159,7 +159,7 @@ type request struct {
 	method      string
 	path        string // escaped path, from the API root
 	query       url.Values
-	body        any // encoded as JSON unless nil; json.RawMessage sent as is
+	body        any // encoded as JSON unless nil; json.RawMessage and []byte sent as is
 	contentType string
 	header      http.Header
 }
@@ -173,9 +173,12 @@ func (c *Client) newRequest(ctx context.Context, r request) (*http.Request, erro
 	var body io.Reader
 	if r.body != nil {
 		var b []byte
-		if raw, ok := r.body.(json.RawMessage); ok {
+		switch raw := r.body.(type) {
+		case json.RawMessage:
 			b = raw
-		} else {
+		case []byte: // a binary body (an OCSP request), with its contentType
+			b = raw
+		default:
 			var err error
 			if b, err = json.Marshal(r.body); err != nil {
 				return nil, fmt.Errorf("encode request: %w", err)

@@ -1,5 +1,6 @@
 // Package adminclient is a Go client for Gatehouse's admin REST API: scopes,
-// API tokens, devices, their lifecycle and history, and the event log,
+// API tokens, devices, their lifecycle and history, each scope's certificate
+// authority (device certificates, revocation, CRL, OCSP), and the event log,
 // including the live event stream (server-sent events) with automatic resume.
 //
 // The gatehouse CLI is built on it, and so are the end-to-end tests. It

@@ -334,11 +334,11 @@ func TestEvents(t *testing.T) {
 		}
 		types = append(types, e.Type+" "+e.Subject)
 	}
-	if want := []string{"scope.created scopes/default", "device.created devices/a", "device.created devices/b"}; !slices.Equal(types, want) {
+	if want := []string{"scope.created scopes/default", "ca.created scopes/default/ca", "device.created devices/a", "device.created devices/b"}; !slices.Equal(types, want) {
 		t.Errorf("Events = %q, want %q", types, want)
 	}
-	if evs, err := c.Events(ctx, "default", 2, 5); err != nil || len(evs) != 1 || evs[0].Seq != 3 {
-		t.Errorf("Events after 2 = %v, %v", evs, err)
+	if evs, err := c.Events(ctx, "default", 3, 5); err != nil || len(evs) != 1 || evs[0].Seq != 4 {
+		t.Errorf("Events after 3 = %v, %v", evs, err)
 	}
 	_, err = c.Events(ctx, "default", 0, 5000)
 	wantCode(t, "Events limit too high", err, 400, gatehouse.EInvalid)
@@ -360,7 +360,8 @@ func TestStreamEventsAcrossRestart(t *testing.T) {
 	got := make(chan *gatehouse.Event, 100)
 	done := make(chan error, 1)
 	go func() {
-		done <- c.StreamEvents(ctx, "default", 1, func(e *gatehouse.Event) error { got <- e; return nil })
+		// After the bootstrap's scope.created and ca.created.
+		done <- c.StreamEvents(ctx, "default", 2, func(e *gatehouse.Event) error { got <- e; return nil })
 	}()
 	next := func() *gatehouse.Event {
 		t.Helper()
@@ -376,7 +377,7 @@ func TestStreamEventsAcrossRestart(t *testing.T) {
 	}
 
 	n.admin.CreateDevice(ctx, "default", registry.DeviceCreate{ID: "live-1"})
-	if e := next(); e.Seq != 2 || e.Type != gatehouse.EventDeviceCreated || e.Subject != "devices/live-1" {
+	if e := next(); e.Seq != 3 || e.Type != gatehouse.EventDeviceCreated || e.Subject != "devices/live-1" {
 		t.Errorf("first streamed event = %+v", e)
 	}
 
@@ -386,7 +387,7 @@ func TestStreamEventsAcrossRestart(t *testing.T) {
 	}
 	n.start(t, addr) // same data dir, same port
 	n.admin.CreateDevice(ctx, "default", registry.DeviceCreate{ID: "live-2"})
-	if e := next(); e.Seq != 3 || e.Subject != "devices/live-2" {
+	if e := next(); e.Seq != 4 || e.Subject != "devices/live-2" {
 		t.Errorf("event after the restart = %+v", e)
 	}
 	cancel()

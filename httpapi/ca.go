@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/gatehouse-iot/gatehouse/registry"
@@ -37,11 +38,11 @@ func (h *Handler) getCA(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	w.Header().Add("Vary", "Accept")
 	if negotiate(r.Header.Values("Accept"), mediaPEMChain, mediaJSON) == mediaJSON {
 		return writeJSON(w, http.StatusOK, info)
 	}
 	w.Header().Set("Content-Type", mediaPEMChain)
-	w.Header().Add("Vary", "Accept")
 	w.WriteHeader(http.StatusOK)
 	w.Write([]byte(info.Chain))
 	return nil
@@ -81,9 +82,10 @@ func (h *Handler) crl(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	hdr := w.Header()
-	// Caches may keep a CRL until its nextUpdate, but never past it.
-	if maxAge := int(crl.NextUpdate.Sub(crl.ThisUpdate).Seconds()); maxAge > 0 {
-		hdr.Set("Cache-Control", "public, max-age="+strconv.Itoa(min(maxAge, 3600)))
+	// A CRL is public and may be cached, but briefly: a revocation remakes
+	// it at once, and a cache should not hide that for long.
+	if maxAge := int(time.Until(crl.NextUpdate).Seconds()); maxAge > 0 {
+		hdr.Set("Cache-Control", "public, max-age="+strconv.Itoa(min(maxAge, 300)))
 	}
 	hdr.Set("Last-Modified", crl.ThisUpdate.UTC().Format(http.TimeFormat))
 	body := crl.DER

@@ -1,6 +1,9 @@
 // Package httpapi serves Gatehouse's admin REST API: scopes, API tokens,
-// devices, their lifecycle and history, and the event log (as JSON pages and
-// as a Server-Sent Events stream).
+// devices, their lifecycle and history, each scope's certificate authority
+// (its chain, device certificates, revocation, credential listings), and the
+// event log (as JSON pages and as a Server-Sent Events stream). It also
+// serves each scope's revocation status without authentication, as PKI
+// clients expect: the CRL (RFC 5280) and an OCSP responder (RFC 6960).
 //
 // It is a thin front end over the registry. Handlers decode a request, call
 // one registry method with the authenticated principal (the registry

@@ -43,7 +43,7 @@ type connection struct {
 // only for a local server (its URL came from DATA/url or the default, or
 // names a loopback address), so that a local admin token is never sent to
 // another server.
-func (a *app) resolve() (connection, error) {
+func (a *app) resolve(needToken bool) (connection, error) {
 	var c connection
 	dataDir := a.setting("data-dir", envDataDir)
 	if dataDir == "" {
@@ -82,7 +82,7 @@ func (a *app) resolve() (connection, error) {
 			c.caFile = path
 		}
 	}
-	if c.token == "" {
+	if c.token == "" && needToken {
 		if !c.local {
 			return c, fmt.Errorf("no API token for %s: pass --token or set %s", c.server, envToken)
 		}
@@ -103,8 +103,14 @@ func loopbackURL(s string) bool {
 }
 
 // client returns a client of the resolved server.
-func (a *app) client() (*adminclient.Client, error) {
-	c, err := a.resolve()
+func (a *app) client() (*adminclient.Client, error) { return a.newClient(true) }
+
+// publicClient returns a client for the endpoints that need no token (the
+// CRL): it sends a token if one is configured, and works without.
+func (a *app) publicClient() (*adminclient.Client, error) { return a.newClient(false) }
+
+func (a *app) newClient(needToken bool) (*adminclient.Client, error) {
+	c, err := a.resolve(needToken)
 	if err != nil {
 		return nil, err
 	}

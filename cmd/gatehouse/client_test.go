@@ -124,7 +124,7 @@ func TestResolve(t *testing.T) {
 			if err := root.PersistentFlags().Parse(tt.args); err != nil {
 				t.Fatal(err)
 			}
-			c, err := a.resolve()
+			c, err := a.resolve(true)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Errorf("resolve: %+v, %v; want error %q", c, err, tt.err)

@@ -17,7 +17,7 @@ func (a *app) deviceCommand() *cobra.Command {
 	var scope string
 	cmd := group("device", "Manage devices and their lifecycle",
 		a.deviceCreate(&scope), a.deviceGet(&scope), a.deviceList(&scope), a.devicePatch(&scope),
-		a.deviceSetState(&scope), a.deviceHistory(&scope), a.deviceDelete(&scope))
+		a.deviceSetState(&scope), a.deviceHistory(&scope), a.deviceCredentials(&scope), a.deviceDelete(&scope))
 	cmd.PersistentFlags().StringVar(&scope, "scope", gatehouse.DefaultScope, "scope of the devices")
 	return cmd
 }
@@ -254,6 +254,28 @@ func (a *app) deviceHistory(scope *string) *cobra.Command {
 				t.row(fmtTime(ch.Time), orDash(string(ch.From)), string(ch.To), orDash(ch.Actor), orDash(ch.Reason))
 			}
 			return t.flush()
+		}),
+	}
+}
+
+func (a *app) deviceCredentials(scope *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "credentials ID",
+		Short: "List a device's credentials (certificates), with their status",
+		Args:  exactArgs("ID"),
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			creds, err := c.DeviceCredentials(cmd.Context(), *scope, args[0])
+			if err != nil {
+				return err
+			}
+			if a.jsonMode() {
+				return a.printJSON(items(creds))
+			}
+			return a.printCredentials(creds)
 		}),
 	}
 }

@@ -18,12 +18,13 @@ func TestEventsCommand(t *testing.T) {
 	wantRows(t, "events", n.ok("events"),
 		`SEQ\s+TIME\s+TYPE\s+SUBJECT\s+ACTOR`,
 		`1\s+`+ts+`\s+scope.created\s+scopes/default\s+system`,
-		`2\s+`+ts+`\s+device.created\s+devices/a\s+token:\S+`,
-		`3\s+`+ts+`\s+device.created\s+devices/b\s+token:\S+`)
+		`2\s+`+ts+`\s+ca.created\s+scopes/default/ca\s+system`,
+		`3\s+`+ts+`\s+device.created\s+devices/a\s+token:\S+`,
+		`4\s+`+ts+`\s+device.created\s+devices/b\s+token:\S+`)
 	var list struct{ Items []gatehouse.Event }
-	n.okJSON(&list, "events", "--after", "1", "--limit", "1")
-	if len(list.Items) != 1 || list.Items[0].Seq != 2 || list.Items[0].Type != gatehouse.EventDeviceCreated {
-		t.Errorf("events --after 1 --limit 1 -o json = %+v", list.Items)
+	n.okJSON(&list, "events", "--after", "2", "--limit", "1")
+	if len(list.Items) != 1 || list.Items[0].Seq != 3 || list.Items[0].Type != gatehouse.EventDeviceCreated {
+		t.Errorf("events --after 2 --limit 1 -o json = %+v", list.Items)
 	}
 	r := n.gh("events", "--limit", "2")
 	if r.code != 0 || !strings.Contains(r.stderr, "--after 2") {
@@ -49,7 +50,7 @@ func TestEventsFollow(t *testing.T) {
 			var stdout, stderr syncBuffer
 			done := make(chan int, 1)
 			go func() {
-				done <- runEnv(ctx, []string{"events", "--follow", "--after", "1", "-o", mode},
+				done <- runEnv(ctx, []string{"events", "--follow", "--after", "2", "-o", mode},
 					func(k string) string { return n.env[k] }, &stdout, &stderr)
 			}()
 
@@ -72,7 +73,7 @@ func TestEventsFollow(t *testing.T) {
 			if mode == "table" {
 				wantRows(t, "events --follow", out,
 					`SEQ\s+TIME\s+TYPE\s+SUBJECT\s+ACTOR`,
-					`2\s+`+ts+`\s+device.created\s+devices/live-1\s+token:\S+`)
+					`3\s+`+ts+`\s+device.created\s+devices/live-1\s+token:\S+`)
 				return
 			}
 			lines := strings.Split(strings.TrimSpace(out), "\n")
@@ -80,7 +81,7 @@ func TestEventsFollow(t *testing.T) {
 				t.Fatalf("NDJSON output has %d lines, want 1:\n%s", len(lines), out)
 			}
 			var e gatehouse.Event
-			if err := json.Unmarshal([]byte(lines[0]), &e); err != nil || e.Seq != 2 || e.Subject != "devices/live-1" {
+			if err := json.Unmarshal([]byte(lines[0]), &e); err != nil || e.Seq != 3 || e.Subject != "devices/live-1" {
 				t.Errorf("NDJSON line %q: %+v, %v", lines[0], e, err)
 			}
 		})

@@ -1,6 +1,7 @@
 // Command gatehouse is Gatehouse's one binary: "gatehouse serve" runs a
 // server, and the other commands administer one over its admin REST API
-// (scopes, API tokens, devices and their lifecycle, the event log).
+// (scopes, API tokens, devices and their lifecycle, each scope's certificate
+// authority and device certificates, the event log).
 //
 // Run "gatehouse --help" for the commands. On the server's own host no
 // configuration is needed: the admin commands find the server's URL, CA
@@ -205,7 +206,8 @@ commands read them from there.`,
 	f.StringVar(&a.dataDir, "data-dir", defaultDataDir, "the server's data directory (env "+envDataDir+")")
 	f.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 
-	root.AddCommand(a.serveCommand(), a.scopeCommand(), a.tokenCommand(), a.deviceCommand(), a.eventsCommand())
+	root.AddCommand(a.serveCommand(), a.scopeCommand(), a.tokenCommand(), a.deviceCommand(), a.eventsCommand(),
+		a.caCommand(), a.certCommand(), a.crlCommand())
 	return root
 }
 
