@@ -1,0 +1,231 @@
+package gatehouse
+
+import (
+	"encoding/json"
+	"regexp"
+	"time"
+)
+
+// EnrollmentType says whether an enrollment admits one device or a group.
+type EnrollmentType string
+
+const (
+	EnrollmentIndividual EnrollmentType = "individual" // one registration ID (the enrollment's ID)
+	EnrollmentGroup      EnrollmentType = "group"      // every device that proves membership
+)
+
+// AttestationType is how a device proves who it is.
+type AttestationType string
+
+const (
+	AttestSymmetricKey AttestationType = "symmetric_key"
+	AttestX509         AttestationType = "x509"
+	AttestToken        AttestationType = "token"
+)
+
+// Attestation is an enrollment's attestation mechanism. Secret members
+// (keys, token) are filled only in the response that created them; the
+// store keeps keys sealed (Enrollment.SealedKeys) and tokens hashed.
+type Attestation struct {
+	Type AttestationType `json:"type"`
+
+	// symmetric_key: base64 keys. For a group they are group keys from
+	// which device keys are derived; they never leave the server again.
+	PrimaryKey   string `json:"primaryKey,omitempty"`
+	SecondaryKey string `json:"secondaryKey,omitempty"`
+
+	// x509: an individual enrollment names the device's certificate (PEM)
+	// or its SHA-256 thumbprint; a group names a CA or intermediate
+	// certificate (PEM) that device chains lead to. A group CA must be
+	// verified (proof of possession) before it admits devices.
+	Certificate string `json:"certificate,omitempty"`
+	Thumbprint  string `json:"thumbprint,omitempty"`
+	Verified    bool   `json:"verified,omitempty"`
+	// VerificationCode is the challenge a group CA's owner signs (as the CN
+	// of a certificate issued by that CA) to prove possession of its key.
+	VerificationCode string `json:"verificationCode,omitempty"`
+
+	// token: a bootstrap token, usable MaxUses times (0 = once for an
+	// individual enrollment, unlimited for none: a group token must set
+	// it) until ExpiresAt.
+	Token     string     `json:"token,omitempty"`
+	TokenHash []byte     `json:"-"`
+	MaxUses   int        `json:"maxUses,omitempty"`
+	Uses      int        `json:"uses"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+}
+
+// CertificatePolicy says whether provisioning issues an X.509 certificate.
+type CertificatePolicy string
+
+const (
+	CertRequired CertificatePolicy = "required" // the device must send a CSR
+	CertOptional CertificatePolicy = "optional" // issued when the device sends a CSR
+	CertNone     CertificatePolicy = "none"     // never issued
+)
+
+// CredentialPolicy is what an enrollment issues to its devices.
+type CredentialPolicy struct {
+	Certificate CertificatePolicy `json:"certificate,omitempty"` // default optional
+	Validity    Duration          `json:"validity,omitempty"`    // default: the scope's policy
+}
+
+// AllocationPolicy picks the endpoint a device uses next.
+type AllocationPolicy string
+
+const (
+	AllocateStatic AllocationPolicy = "static" // the first endpoint
+	AllocateHashed AllocationPolicy = "hashed" // weighted, stable per device
+	AllocateCustom AllocationPolicy = "custom" // a webhook decides
+)
+
+// Endpoint is a place a device can be sent to (a broker, a hub).
+type Endpoint struct {
+	Host   string `json:"host"`
+	Weight int    `json:"weight,omitempty"` // for hashed allocation; default 1
+}
+
+// Allocation configures how an enrollment assigns devices to endpoints.
+type Allocation struct {
+	Policy    AllocationPolicy `json:"policy,omitempty"` // default static
+	Endpoints []Endpoint       `json:"endpoints,omitempty"`
+	Webhook   *Webhook         `json:"webhook,omitempty"` // for custom
+}
+
+// ReprovisionPolicy says what happens when a provisioned device registers again.
+type ReprovisionPolicy string
+
+const (
+	ReprovisionMigrate ReprovisionPolicy = "migrate" // keep the device's data
+	ReprovisionReset   ReprovisionPolicy = "reset"   // reset tags and config to the enrollment's initial ones
+	ReprovisionNever   ReprovisionPolicy = "never"   // refuse; an operator must act
+)
+
+// Webhook is an outbound call an enrollment makes during provisioning. Its
+// requests carry an HMAC-SHA256 signature made with Secret (sealed at rest).
+type Webhook struct {
+	URL     string   `json:"url"`
+	Secret  string   `json:"secret,omitempty"` // write only
+	Timeout Duration `json:"timeout,omitempty"`
+}
+
+// Enrollment admits devices to a scope.
+type Enrollment struct {
+	ID               string            `json:"id"`
+	Scope            string            `json:"scope"`
+	Type             EnrollmentType    `json:"type"`
+	Attestation      Attestation       `json:"attestation"`
+	Enabled          bool              `json:"enabled"`
+	DeviceIDTemplate string            `json:"deviceIdTemplate,omitempty"` // default: the registration ID
+	InitialTags      map[string]string `json:"initialTags,omitempty"`
+	InitialConfig    json.RawMessage   `json:"initialConfig,omitempty"`
+	Credentials      CredentialPolicy  `json:"credentials"`
+	Allocation       Allocation        `json:"allocation"`
+	Reprovision      ReprovisionPolicy `json:"reprovision,omitempty"` // default migrate
+	PreProvision     *Webhook          `json:"preProvisionWebhook,omitempty"`
+	MaxRegistrations int               `json:"maxRegistrations,omitempty"` // 0: unlimited
+	Registrations    int               `json:"registrations"`
+	ExpiresAt        *time.Time        `json:"expiresAt,omitempty"`
+	CreatedAt        time.Time         `json:"createdAt"`
+	UpdatedAt        time.Time         `json:"updatedAt"`
+	ETag             string            `json:"etag"`
+	// SealedSecrets holds the enrollment's secrets (symmetric keys, webhook
+	// secrets) sealed by the master key; never serialised.
+	SealedSecrets []byte `json:"-"`
+}
+
+// EnrollmentFilter selects enrollments of one scope, ordered by ID.
+type EnrollmentFilter struct {
+	Scope       string
+	Type        EnrollmentType
+	Attestation AttestationType
+	After       string
+	Limit       int
+}
+
+// RegistrationStatus follows the DPS vocabulary.
+type RegistrationStatus string
+
+const (
+	RegAssigned   RegistrationStatus = "assigned"
+	RegAssigning  RegistrationStatus = "assigning"
+	RegFailed     RegistrationStatus = "failed"
+	RegDisabled   RegistrationStatus = "disabled"
+	RegUnassigned RegistrationStatus = "unassigned"
+)
+
+// Registration substatus values (DPS).
+const (
+	SubInitialAssignment     = "initialAssignment"
+	SubDeviceDataMigrated    = "deviceDataMigrated"
+	SubDeviceDataReset       = "deviceDataReset"
+	SubReprovisionedToInital = "reprovisionedToInitialAssignment"
+)
+
+// Registration is the record of a device's (latest) registration.
+type Registration struct {
+	Scope          string             `json:"scope"`
+	RegistrationID string             `json:"registrationId"`
+	EnrollmentID   string             `json:"enrollmentId"`
+	DeviceID       string             `json:"deviceId,omitempty"`
+	OperationID    string             `json:"operationId"`
+	Status         RegistrationStatus `json:"status"`
+	Substatus      string             `json:"substatus,omitempty"`
+	AssignedHub    string             `json:"assignedHub,omitempty"`
+	ErrorCode      string             `json:"errorCode,omitempty"`
+	ErrorMessage   string             `json:"errorMessage,omitempty"`
+	Attempts       int                `json:"attempts"`
+	CreatedAt      time.Time          `json:"createdAt"`
+	UpdatedAt      time.Time          `json:"updatedAt"`
+	ETag           string             `json:"etag"`
+}
+
+// Provisioning error codes. The device-facing message never says which
+// part of a secret was wrong.
+const (
+	EEnrollmentNotFound = "enrollment_not_found"
+	EAttestationFailed  = "attestation_failed"
+	EEnrollmentDisabled = "enrollment_disabled"
+	EDeviceQuarantined  = "device_quarantined"
+	EDeviceDisabled     = "device_disabled"
+	EReprovisionRefused = "reprovision_refused"
+	EQuotaExceeded      = "quota_exceeded"
+	EEnrollmentExpired  = "enrollment_expired"
+	EWebhookDenied      = "webhook_denied"
+	EWebhookFailed      = "webhook_failed"
+)
+
+// Enrollment events.
+const (
+	EventEnrollmentCreated = "enrollment.created"
+	EventEnrollmentUpdated = "enrollment.updated"
+	EventEnrollmentDeleted = "enrollment.deleted"
+	EventDeviceProvisioned = "device.provisioned"
+	EventDeviceAuthFailed  = "device.auth_failed"
+)
+
+var templateVar = regexp.MustCompile(`\{[^}]*\}`)
+
+// DeviceIDFor applies an enrollment's device ID template to a registration
+// ID: "{registrationId}" is replaced, "{enrollmentId}" too; other braces
+// are errors. The result must be a valid device ID.
+func (e *Enrollment) DeviceIDFor(registrationID string) (string, error) {
+	if e.DeviceIDTemplate == "" {
+		return registrationID, ValidateDeviceID(registrationID)
+	}
+	var bad string
+	id := templateVar.ReplaceAllStringFunc(e.DeviceIDTemplate, func(v string) string {
+		switch v {
+		case "{registrationId}":
+			return registrationID
+		case "{enrollmentId}":
+			return e.ID
+		}
+		bad = v
+		return v
+	})
+	if bad != "" {
+		return "", Errorf(EInvalid, "device ID template uses %s; only {registrationId} and {enrollmentId} exist", bad)
+	}
+	return id, ValidateDeviceID(id)
+}
