@@ -32,11 +32,18 @@ func isDeviceIDByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == ':'
 }
 
+// reservedScopeIDs would collide with the HTTPS listener's own paths
+// (device dialects such as DPS put the scope first in the path).
+var reservedScopeIDs = map[string]bool{"v1": true, "v2": true, "device": true, "healthz": true, "readyz": true, "metrics": true}
+
 // ValidateScopeID reports whether id is a valid scope ID: 1-63 characters of
 // lowercase letters, digits and '-', starting and ending with a letter or digit.
 func ValidateScopeID(id string) error {
 	if id == "" {
 		return Errorf(EInvalidID, "scope id is required")
+	}
+	if reservedScopeIDs[id] {
+		return Errorf(EInvalidID, "scope id %q is reserved; choose another", id)
 	}
 	if len(id) > MaxScopeIDLen {
 		return Errorf(EInvalidID, "scope id is %d characters long; the limit is %d", len(id), MaxScopeIDLen)

@@ -32,7 +32,7 @@ func TestValidateScopeID(t *testing.T) {
 	}{
 		{"default", true}, {"acme-2", true}, {"a", true}, {strings.Repeat("a", 63), true},
 		{strings.Repeat("a", 64), false}, {"", false}, {"-a", false}, {"a-", false}, {"a.b", false},
-		{"a:b", false}, {"a/b", false}, {"Acme", false}, {"*", false},
+		{"a:b", false}, {"a/b", false}, {"Acme", false}, {"*", false}, {"v1", false}, {"device", false},
 	}
 	for _, tt := range tests {
 		if err := ValidateScopeID(tt.id); (err == nil) != tt.ok {
