@@ -17,6 +17,13 @@ import (
 // Values come back as they were written, with two normalisations: times are
 // in UTC (at the microsecond precision callers write them with), and an
 // empty byte slice reads back as nil. A nil time pointer stays nil.
+//
+// Enrollments are kept partly as their JSON, so they have a few more: an
+// empty InitialTags map and an empty Allocation.Endpoints slice read back as
+// nil, and their strings must be valid UTF-8 (encoding/json would replace
+// invalid bytes with U+FFFD). InitialConfig, Attestation.TokenHash and
+// SealedSecrets are kept apart from the JSON and come back byte for byte,
+// whatever they hold.
 type Store interface {
 	Reader
 
@@ -68,12 +75,21 @@ type Reader interface {
 	// ListCredentials returns up to f.Limit credentials ordered by ID, after
 	// f.After. Empty filter fields match everything; f.Limit <= 0 means 100.
 	ListCredentials(ctx context.Context, f CredentialFilter) ([]*Credential, error)
+
+	// GetEnrollment returns one enrollment.
+	GetEnrollment(ctx context.Context, scope, id string) (*Enrollment, error)
+	// ListEnrollments returns up to f.Limit enrollments of f.Scope ordered by
+	// ID, after f.After, of type f.Type and attestation type f.Attestation
+	// when those are set. f.Limit <= 0 means 100.
+	ListEnrollments(ctx context.Context, f EnrollmentFilter) ([]*Enrollment, error)
+	// GetRegistration returns the registration record of a registration ID.
+	GetRegistration(ctx context.Context, scope, registrationID string) (*Registration, error)
 }
 
 // Tx is a read-write transaction. Reads through a Tx see the transaction's
-// own writes; GetDevice, GetCredential and GetCRL lock the row against
-// concurrent writers until the transaction ends, so read-modify-write
-// through a Tx never loses an update.
+// own writes; GetDevice, GetCredential, GetCRL, GetEnrollment and
+// GetRegistration lock the row against concurrent writers until the
+// transaction ends, so read-modify-write through a Tx never loses an update.
 //
 // An ordinary error from a Tx method (ENotFound, EConflict,
 // EPreconditionFailed) changes nothing and leaves the transaction usable:
@@ -126,6 +142,27 @@ type Tx interface {
 	// DeviceCredentials returns all credentials of a device, ordered by ID,
 	// also after the device was deleted.
 	DeviceCredentials(scope, deviceID string) ([]*Credential, error)
+
+	// CreateEnrollment stores a new enrollment (EConflict on a duplicate
+	// scope and ID).
+	CreateEnrollment(e *Enrollment) error
+	// GetEnrollment returns an enrollment, locking it until the transaction ends.
+	GetEnrollment(scope, id string) (*Enrollment, error)
+	// UpdateEnrollment replaces the stored enrollment whose etag is prevETag
+	// with e (same scope and id), every field included. EPreconditionFailed
+	// if the stored etag differs, ENotFound if there is none.
+	UpdateEnrollment(e *Enrollment, prevETag string) error
+	// DeleteEnrollment removes an enrollment (ENotFound if missing). The
+	// registration records that name it are kept.
+	DeleteEnrollment(scope, id string) error
+	// GetRegistration returns the registration record of a registration ID.
+	// It locks the registration ID until the transaction ends, also when
+	// there is no record yet (ENotFound): two first registrations of one
+	// device run one after the other, and the second sees the first's record.
+	GetRegistration(scope, registrationID string) (*Registration, error)
+	// PutRegistration stores r, replacing any record of the same scope and
+	// registration ID.
+	PutRegistration(r *Registration) error
 
 	// PutSettingIfAbsent stores value under key unless the key exists, and
 	// returns the stored value either way: the first writer among several

@@ -9,3 +9,4 @@ var (
 )
 
 var ListCredentialsQuery = listCredentialsQuery
+var ListEnrollmentsQuery = listEnrollmentsQuery

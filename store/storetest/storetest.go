@@ -47,6 +47,8 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("ScopeCAs", func(t *testing.T) { testScopeCAs(t, newStore) })
 	t.Run("CRLs", func(t *testing.T) { testCRLs(t, newStore) })
 	t.Run("Credentials", func(t *testing.T) { testCredentials(t, newStore) })
+	t.Run("Enrollments", func(t *testing.T) { testEnrollments(t, newStore) })
+	t.Run("Registrations", func(t *testing.T) { testRegistrations(t, newStore) })
 }
 
 func testReady(t *testing.T, s gatehouse.Store) {

@@ -27,6 +27,9 @@ func testErrorsKeepTxUsable(t *testing.T, s gatehouse.Store) {
 		if err := tx.CreateCredential(newCredential("acme", "c1", "d1")); err != nil {
 			return err
 		}
+		if err := tx.CreateEnrollment(newEnrollment("acme", "e1", gatehouse.EnrollmentGroup, gatehouse.AttestX509)); err != nil {
+			return err
+		}
 		return tx.PutCRL(&gatehouse.CRL{Scope: "acme", Number: 5, DER: der(1, 10), ThisUpdate: now(), NextUpdate: now()})
 	})
 
@@ -60,6 +63,18 @@ func testErrorsKeepTxUsable(t *testing.T, s gatehouse.Store) {
 			{"CreateCredential duplicate", func() error { return tx.CreateCredential(newCredential("acme", "c1", "d1")) }, gatehouse.EConflict},
 			{"GetCredential missing", func() error { _, err := tx.GetCredential("acme", "nope"); return err }, gatehouse.ENotFound},
 			{"UpdateCredential missing", func() error { return tx.UpdateCredential(newCredential("acme", "nope", "d1")) }, gatehouse.ENotFound},
+			{"CreateEnrollment duplicate", func() error {
+				return tx.CreateEnrollment(newEnrollment("acme", "e1", gatehouse.EnrollmentIndividual, gatehouse.AttestToken))
+			}, gatehouse.EConflict},
+			{"GetEnrollment missing", func() error { _, err := tx.GetEnrollment("acme", "nope"); return err }, gatehouse.ENotFound},
+			{"UpdateEnrollment stale", func() error {
+				return tx.UpdateEnrollment(newEnrollment("acme", "e1", gatehouse.EnrollmentGroup, gatehouse.AttestX509), "stale")
+			}, gatehouse.EPreconditionFailed},
+			{"UpdateEnrollment missing", func() error {
+				return tx.UpdateEnrollment(newEnrollment("acme", "nope", gatehouse.EnrollmentGroup, gatehouse.AttestX509), "1")
+			}, gatehouse.ENotFound},
+			{"DeleteEnrollment missing", func() error { return tx.DeleteEnrollment("acme", "nope") }, gatehouse.ENotFound},
+			{"GetRegistration missing", func() error { _, err := tx.GetRegistration("acme", "nope"); return err }, gatehouse.ENotFound},
 		}
 		for _, st := range steps {
 			wantCode(t, st.name, st.err(), st.code)
@@ -69,6 +84,12 @@ func testErrorsKeepTxUsable(t *testing.T, s gatehouse.Store) {
 			return err
 		}
 		if err := tx.CreateCredential(newCredential("acme", "c2", "after")); err != nil {
+			return err
+		}
+		if err := tx.CreateEnrollment(newEnrollment("acme", "e2", gatehouse.EnrollmentGroup, gatehouse.AttestX509)); err != nil {
+			return err
+		}
+		if err := tx.PutRegistration(newRegistration("acme", "r1", "e2")); err != nil {
 			return err
 		}
 		if err := tx.PutCRL(&gatehouse.CRL{Scope: "acme", Number: 6, DER: der(3, 10), ThisUpdate: now(), NextUpdate: now()}); err != nil {
@@ -84,6 +105,15 @@ func testErrorsKeepTxUsable(t *testing.T, s gatehouse.Store) {
 	}
 	if _, err := s.GetCredential(ctx, "acme", "c2"); err != nil {
 		t.Errorf("GetCredential(c2): %v; a write of a tx that handled errors was lost", err)
+	}
+	if _, err := s.GetEnrollment(ctx, "acme", "e2"); err != nil {
+		t.Errorf("GetEnrollment(e2): %v; a write of a tx that handled errors was lost", err)
+	}
+	if _, err := s.GetRegistration(ctx, "acme", "r1"); err != nil {
+		t.Errorf("GetRegistration(r1): %v; a write of a tx that handled errors was lost", err)
+	}
+	if got, err := s.GetEnrollment(ctx, "acme", "e1"); err != nil || got.Type != gatehouse.EnrollmentGroup {
+		t.Errorf("e1 after a duplicate CreateEnrollment: got %+v (err %v), want the group", got, err)
 	}
 	if crl, err := s.GetCRL(ctx, "acme"); err != nil || crl.Number != 6 {
 		t.Errorf("GetCRL: got %+v (err %v), want number 6", crl, err)
