@@ -243,3 +243,9 @@ func pemCert(der []byte) []byte {
 	pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: der})
 	return b.Bytes()
 }
+
+// ScopeAuthority returns the scope's issuing CA for signing (the
+// provisioning core signs outside its transaction).
+func (s *Service) ScopeAuthority(ctx context.Context, scope string) (*ca.Authority, error) {
+	return s.authority(ctx, scope)
+}

@@ -512,3 +512,10 @@ func (s *Service) AuthenticateCertificate(ctx context.Context, scope string, lea
 	}
 	return d, c, nil
 }
+
+// RenewCertificate issues a new certificate to a device that authenticated
+// with its current one (EST simplereenroll); the old one enters its overlap
+// window.
+func (s *Service) RenewCertificate(ctx context.Context, scope, deviceID string, csr *x509.CertificateRequest) (*IssuedCertificate, error) {
+	return s.issueCertificate(ctx, "device:"+deviceID, scope, deviceID, csr)
+}

@@ -1,0 +1,285 @@
+package provision
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+
+	"github.com/gatehouse-iot/gatehouse"
+	"github.com/gatehouse-iot/gatehouse/attest"
+	"github.com/gatehouse-iot/gatehouse/registry"
+)
+
+// match is an attested device's enrollment.
+type match struct {
+	enrollment   *gatehouse.Enrollment
+	consumeToken bool
+}
+
+var (
+	errNoEnrollment = gatehouse.Errorf(gatehouse.EEnrollmentNotFound, "no enrollment matches this device")
+	errAttestation  = gatehouse.Errorf(gatehouse.EAttestationFailed, "attestation failed")
+)
+
+// reasonError keeps why an attestation failed for the log, while the
+// device sees only errAttestation.
+type reasonError struct {
+	reason string
+	err    error
+}
+
+func (e *reasonError) Error() string { return e.err.Error() }
+func (e *reasonError) Unwrap() error { return e.err }
+
+func failed(reason string) error { return &reasonError{reason: reason, err: errAttestation} }
+
+func failureReason(err error) string {
+	var r *reasonError
+	if errors.As(err, &r) {
+		return r.reason
+	}
+	if reason := attest.Reason(err); reason != "" {
+		return reason
+	}
+	return gatehouse.ErrorCode(err)
+}
+
+// attest finds the enrollment the request's proof satisfies.
+func (s *Service) attest(ctx context.Context, req Request) (*match, error) {
+	switch {
+	case req.SAS != "":
+		return s.attestSAS(ctx, req)
+	case req.Token != "":
+		return s.attestToken(ctx, req)
+	case len(req.Chain) > 0:
+		return s.attestX509(ctx, req)
+	}
+	return nil, gatehouse.Errorf(gatehouse.EUnauthenticated, "no credentials: send a SAS token, a bootstrap token or a client certificate")
+}
+
+// individual returns the individual enrollment for a registration ID if it
+// uses the given attestation type.
+func (s *Service) individual(ctx context.Context, req Request, typ gatehouse.AttestationType) (*gatehouse.Enrollment, error) {
+	e, err := s.store.GetEnrollment(ctx, req.Scope, req.RegistrationID)
+	if gatehouse.ErrorCode(err) == gatehouse.ENotFound {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	if e.Type != gatehouse.EnrollmentIndividual || e.Attestation.Type != typ {
+		return nil, nil
+	}
+	return e, nil
+}
+
+func (s *Service) attestSAS(ctx context.Context, req Request) (*match, error) {
+	sas, err := attest.ParseSAS(req.SAS)
+	if err != nil {
+		return nil, err
+	}
+	if err := sas.CheckResource(req.Scope, req.RegistrationID); err != nil {
+		return nil, err
+	}
+	now := s.now()
+	if req.EnrollmentID == "" {
+		e, err := s.individual(ctx, req, gatehouse.AttestSymmetricKey)
+		if err != nil {
+			return nil, err
+		}
+		if e != nil {
+			sec, err := s.enrollmentSecrets(e)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := attest.VerifySASWithKeys(sas, [][]byte{sec.PrimaryKey, sec.SecondaryKey}, now, s.maxSASLifetime); err != nil {
+				return nil, err
+			}
+			return &match{enrollment: e}, nil
+		}
+	}
+	groups, err := s.groupsOf(ctx, req.Scope, gatehouse.AttestSymmetricKey)
+	if err != nil {
+		return nil, err
+	}
+	if len(groups) == 0 {
+		return nil, errNoEnrollment
+	}
+	var lastErr error = errAttestation
+	for _, g := range groups {
+		if req.EnrollmentID != "" && g.ID != req.EnrollmentID {
+			continue
+		}
+		sec, err := s.enrollmentSecrets(g)
+		if err != nil {
+			return nil, err
+		}
+		keys := [][]byte{attest.DeriveDeviceKey(sec.PrimaryKey, req.RegistrationID), attest.DeriveDeviceKey(sec.SecondaryKey, req.RegistrationID)}
+		if _, err := attest.VerifySASWithKeys(sas, keys, now, s.maxSASLifetime); err == nil {
+			return &match{enrollment: g}, nil
+		} else {
+			lastErr = err
+		}
+	}
+	return nil, lastErr
+}
+
+func (s *Service) attestToken(ctx context.Context, req Request) (*match, error) {
+	if len(req.Token) > 256 {
+		return nil, failed("malformed")
+	}
+	e, err := s.individual(ctx, req, gatehouse.AttestToken)
+	if err != nil {
+		return nil, err
+	}
+	if e != nil {
+		if !attest.TokenMatches(e.Attestation.TokenHash, req.Token) {
+			return nil, failed("bad_token")
+		}
+		return &match{enrollment: e, consumeToken: true}, nil
+	}
+	groups, err := s.groupsOf(ctx, req.Scope, gatehouse.AttestToken)
+	if err != nil {
+		return nil, err
+	}
+	if len(groups) == 0 {
+		return nil, errNoEnrollment
+	}
+	for _, g := range groups {
+		if req.EnrollmentID != "" && g.ID != req.EnrollmentID {
+			continue
+		}
+		if attest.TokenMatches(g.Attestation.TokenHash, req.Token) {
+			if g.Attestation.MaxUses > 0 && g.Attestation.Uses >= g.Attestation.MaxUses {
+				return nil, failed("token_used_up")
+			}
+			return &match{enrollment: g, consumeToken: true}, nil
+		}
+	}
+	return nil, failed("bad_token")
+}
+
+func (s *Service) attestX509(ctx context.Context, req Request) (*match, error) {
+	leaf, rest := req.Chain[0], req.Chain[1:]
+	regID, err := attest.RegistrationIDFromCertificate(leaf)
+	if err != nil || regID != req.RegistrationID {
+		return nil, failed("cn_mismatch")
+	}
+	now := s.now()
+	e, err := s.individual(ctx, req, gatehouse.AttestX509)
+	if err != nil {
+		return nil, err
+	}
+	if e != nil {
+		if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
+			return nil, failed("certificate_expired")
+		}
+		if attest.Thumbprint(leaf) != e.Attestation.Thumbprint {
+			return nil, failed("thumbprint_mismatch")
+		}
+		return &match{enrollment: e}, nil
+	}
+	groups, err := s.groupsOfAll(ctx, req.Scope, gatehouse.AttestX509)
+	if err != nil {
+		return nil, err
+	}
+	var best *gatehouse.Enrollment
+	bestDepth := 0
+	for _, g := range groups {
+		if !g.Attestation.Verified {
+			continue
+		}
+		anchor, err := parseCertPEM(g.Attestation.Certificate)
+		if err != nil {
+			continue
+		}
+		depth, err := attest.VerifyChain(leaf, rest, anchor, now)
+		if err != nil {
+			continue
+		}
+		if best == nil || depth < bestDepth {
+			best, bestDepth = g, depth
+		}
+	}
+	if best == nil {
+		if len(groups) == 0 {
+			return nil, errNoEnrollment
+		}
+		return nil, failed("untrusted_chain")
+	}
+	// The most specific enrollment wins, and a disabled one blocks: the
+	// caller's CheckEnrollment refuses it.
+	return &match{enrollment: best}, nil
+}
+
+// groupsOf returns the scope's enabled groups of an attestation type.
+func (s *Service) groupsOf(ctx context.Context, scope string, typ gatehouse.AttestationType) ([]*gatehouse.Enrollment, error) {
+	all, err := s.groupsOfAll(ctx, scope, typ)
+	if err != nil {
+		return nil, err
+	}
+	var out []*gatehouse.Enrollment
+	for _, g := range all {
+		if g.Enabled {
+			out = append(out, g)
+		}
+	}
+	return out, nil
+}
+
+// groupsOfAll returns all the scope's groups of an attestation type,
+// disabled ones included, from a cache refreshed every groupCacheTTL.
+func (s *Service) groupsOfAll(ctx context.Context, scope string, typ gatehouse.AttestationType) ([]*gatehouse.Enrollment, error) {
+	key := scope + "/" + string(typ)
+	now := s.now()
+	s.mu.Lock()
+	c, ok := s.groups[key]
+	s.mu.Unlock()
+	if ok && now.Sub(c.at) < groupCacheTTL && now.Sub(c.at) >= 0 {
+		return c.groups, nil
+	}
+	var all []*gatehouse.Enrollment
+	after := ""
+	for {
+		batch, err := s.store.ListEnrollments(ctx, gatehouse.EnrollmentFilter{Scope: scope, Type: gatehouse.EnrollmentGroup, Attestation: typ, After: after, Limit: 1000})
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, batch...)
+		if len(batch) < 1000 || len(all) >= 10_000 {
+			break
+		}
+		after = batch[len(batch)-1].ID
+	}
+	s.mu.Lock()
+	if len(s.groups) > 10_000 {
+		clear(s.groups)
+	}
+	s.groups[key] = cachedGroups{at: now, groups: all}
+	s.mu.Unlock()
+	return all, nil
+}
+
+// enrollmentSecrets returns an enrollment's unsealed secrets, cached by etag.
+func (s *Service) enrollmentSecrets(e *gatehouse.Enrollment) (*registry.EnrollmentSecrets, error) {
+	// Keyed by the sealed blob, not the etag: counters change the etag at
+	// every registration, the secrets only when resealed.
+	key := e.Scope + "/" + e.ID
+	digest := sha256.Sum256(e.SealedSecrets)
+	s.mu.Lock()
+	c, ok := s.secrets[key]
+	s.mu.Unlock()
+	if ok && c.digest == digest {
+		return c.secrets, nil
+	}
+	sec, err := s.reg.EnrollmentSecrets(e)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if len(s.secrets) > 100_000 {
+		clear(s.secrets)
+	}
+	s.secrets[key] = cachedSecrets{digest: digest, secrets: sec}
+	s.mu.Unlock()
+	return sec, nil
+}

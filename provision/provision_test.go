@@ -1,0 +1,473 @@
+package provision_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse"
+	"github.com/gatehouse-iot/gatehouse/attest"
+	"github.com/gatehouse-iot/gatehouse/ca"
+	"github.com/gatehouse-iot/gatehouse/provision"
+	"github.com/gatehouse-iot/gatehouse/registry"
+	"github.com/gatehouse-iot/gatehouse/secret"
+	"github.com/gatehouse-iot/gatehouse/store/sqlite"
+)
+
+type fixture struct {
+	ctx   context.Context
+	st    *sqlite.Store
+	reg   *registry.Service
+	prov  *provision.Service
+	admin *gatehouse.Principal
+}
+
+func newFixture(t *testing.T, opts ...provision.Option) *fixture {
+	t.Helper()
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "gh.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	key := make([]byte, 32)
+	rand.Read(key)
+	kr, _ := secret.NewKeyring(key)
+	ctx := context.Background()
+	root, err := ca.LoadOrCreateInstallationCA(ctx, st, kr, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registry.New(st, registry.WithCA(root, kr))
+	if err := reg.EnsureScope(ctx, "default"); err != nil {
+		t.Fatal(err)
+	}
+	g, _ := reg.CreateGlobalAdminToken(ctx, "admin")
+	admin, _ := reg.Authenticate(ctx, g.Secret)
+	return &fixture{ctx: ctx, st: st, reg: reg, admin: admin, prov: provision.New(st, reg, opts...)}
+}
+
+func (f *fixture) enroll(t *testing.T, body string) *gatehouse.Enrollment {
+	t.Helper()
+	var req registry.EnrollmentCreate
+	if err := json.Unmarshal([]byte(body), &req); err != nil {
+		t.Fatal(err)
+	}
+	e, err := f.reg.CreateEnrollment(f.ctx, f.admin, "default", req)
+	if err != nil {
+		t.Fatalf("create enrollment: %v", err)
+	}
+	return e
+}
+
+func sasFor(t *testing.T, keyB64, regID string, derive bool) string {
+	t.Helper()
+	key, err := base64.StdEncoding.DecodeString(keyB64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if derive {
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(regID))
+		key = m.Sum(nil)
+	}
+	return attest.NewSAS(key, "default/registrations/"+regID, time.Now().Add(time.Hour))
+}
+
+func wantCode(t *testing.T, err error, code string) {
+	t.Helper()
+	if got := gatehouse.ErrorCode(err); got != code {
+		t.Fatalf("got %v (code %q), want %q", err, got, code)
+	}
+}
+
+func (f *fixture) deviceCount(t *testing.T) int {
+	t.Helper()
+	ds, err := f.st.ListDevices(f.ctx, gatehouse.DeviceFilter{Scope: "default", Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ds)
+}
+
+func TestSymmetricGroupAndIndividual(t *testing.T) {
+	f := newFixture(t)
+	g := f.enroll(t, `{"id":"line-1","type":"group","attestation":{"type":"symmetric_key"},"initialTags":{"line":"1"},"initialConfig":{"rate":5}}`)
+	res, err := f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: "dev-1", SAS: sasFor(t, g.Attestation.PrimaryKey, "dev-1", true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Device.ID != "dev-1" || res.Device.Tags["line"] != "1" || string(res.Device.Config) != `{"rate":5}` || res.Device.Enrollment != "line-1" {
+		t.Errorf("device = %+v", res.Device)
+	}
+	if res.Registration.Status != gatehouse.RegAssigned || res.Registration.Substatus != gatehouse.SubInitialAssignment {
+		t.Errorf("registration = %+v", res.Registration)
+	}
+	// The secondary key works too; a key of another device does not.
+	if _, err := f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: "dev-2", SAS: sasFor(t, g.Attestation.SecondaryKey, "dev-2", true)}); err != nil {
+		t.Errorf("secondary key: %v", err)
+	}
+	forged := strings.Replace(sasFor(t, g.Attestation.PrimaryKey, "dev-1", true), "dev-1", "dev-3", 1)
+	_, err = f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: "dev-3", SAS: forged})
+	wantCode(t, err, gatehouse.EAttestationFailed)
+	if strings.Contains(gatehouse.ErrorMessage(err), "signature") {
+		t.Errorf("device-facing message %q says which part failed", gatehouse.ErrorMessage(err))
+	}
+	ind := f.enroll(t, `{"id":"solo-1","type":"individual","attestation":{"type":"symmetric_key"}}`)
+	if _, err := f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: "solo-1", SAS: sasFor(t, ind.Attestation.PrimaryKey, "solo-1", false)}); err != nil {
+		t.Errorf("individual: %v", err)
+	}
+	if n := f.deviceCount(t); n != 3 {
+		t.Errorf("%d devices, want 3", n)
+	}
+}
+
+// TestSameIDConcurrently: 50 simultaneous registrations of one ID end with
+// one device, and every one of them succeeds or is cleanly rate limited.
+func TestSameIDConcurrently(t *testing.T) {
+	f := newFixture(t, provision.WithRateLimits(1000, 1000, 1000, 1000))
+	g := f.enroll(t, `{"id":"line-1","type":"group","attestation":{"type":"symmetric_key"}}`)
+	sas := sasFor(t, g.Attestation.PrimaryKey, "dup-1", true)
+	var wg sync.WaitGroup
+	errs := make([]error, 50)
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: "dup-1", SAS: sas})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("registration %d: %v", i, err)
+		}
+	}
+	if n := f.deviceCount(t); n != 1 {
+		t.Errorf("%d devices after 50 concurrent registrations of one ID, want 1", n)
+	}
+	e, _ := f.st.GetEnrollment(f.ctx, "default", "line-1")
+	if e.Registrations != 1 {
+		t.Errorf("enrollment counts %d registrations, want 1", e.Registrations)
+	}
+}
+
+func TestBootstrapTokenUses(t *testing.T) {
+	f := newFixture(t)
+	e := f.enroll(t, `{"id":"tok","type":"group","attestation":{"type":"token","maxUses":2}}`)
+	for i, want := range []string{"", "", gatehouse.EAttestationFailed} {
+		_, err := f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: fmt.Sprintf("t-%d", i), Token: e.Attestation.Token})
+		wantCode(t, err, want)
+	}
+	if n := f.deviceCount(t); n != 2 {
+		t.Errorf("%d devices, want 2", n)
+	}
+	_, err := f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: "t-9", Token: "wrong-token-wrong-token"})
+	wantCode(t, err, gatehouse.EAttestationFailed)
+}
+
+// pki builds root -> intermediate -> leaf.
+type pki struct {
+	root, inter     *x509.Certificate
+	rootKey, intKey *ecdsa.PrivateKey
+}
+
+func newCert(t *testing.T, tmpl, parent *x509.Certificate, pub any, key *ecdsa.PrivateKey) *x509.Certificate {
+	t.Helper()
+	tmpl.SerialNumber, _ = rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)
+	if parent == nil {
+		parent = tmpl
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return c
+}
+
+func newPKI(t *testing.T) *pki {
+	p := &pki{}
+	p.rootKey, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p.intKey, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca := func(cn string) *x509.Certificate {
+		return &x509.Certificate{Subject: pkix.Name{CommonName: cn}, IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	}
+	p.root = newCert(t, ca("factory root"), nil, &p.rootKey.PublicKey, p.rootKey)
+	p.inter = newCert(t, ca("factory line 7"), p.root, &p.intKey.PublicKey, p.rootKey)
+	return p
+}
+
+func (p *pki) leaf(t *testing.T, cn string) *x509.Certificate {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return newCert(t, &x509.Certificate{Subject: pkix.Name{CommonName: cn}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, p.inter, &k.PublicKey, p.intKey)
+}
+
+func pemBytes(c *x509.Certificate) []byte {
+	return []byte("-----BEGIN CERTIFICATE-----\n" + base64.StdEncoding.EncodeToString(c.Raw) + "\n-----END CERTIFICATE-----\n")
+}
+
+func TestX509MostSpecificWins(t *testing.T) {
+	f := newFixture(t)
+	p := newPKI(t)
+	mk := func(id string, c *x509.Certificate, enabled bool) {
+		b, _ := json.Marshal(map[string]any{"id": id, "type": "group", "enabled": enabled,
+			"attestation": map[string]any{"type": "x509", "certificate": string(pemBytes(c)), "verified": true},
+			"initialTags": map[string]string{"via": id}})
+		f.enroll(t, string(b))
+	}
+	mk("by-root", p.root, true)
+	leaf := p.leaf(t, "x-1")
+	res, err := f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: "x-1", Chain: []*x509.Certificate{leaf, p.inter}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Device.Tags["via"] != "by-root" {
+		t.Errorf("matched %v", res.Device.Tags)
+	}
+	// Without the intermediate the chain does not reach the root.
+	_, err = f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: "x-2", Chain: []*x509.Certificate{p.leaf(t, "x-2")}})
+	wantCode(t, err, gatehouse.EAttestationFailed)
+	// The intermediate's enrollment is more specific; disabled, it blocks.
+	mk("by-line", p.inter, false)
+	time.Sleep(1100 * time.Millisecond) // group cache TTL
+	_, err = f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: "x-3", Chain: []*x509.Certificate{p.leaf(t, "x-3"), p.inter}})
+	wantCode(t, err, gatehouse.EEnrollmentDisabled)
+	// The CN must be the registration ID.
+	_, err = f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: "x-4", Chain: []*x509.Certificate{p.leaf(t, "someone-else"), p.inter}})
+	wantCode(t, err, gatehouse.EAttestationFailed)
+}
+
+func TestReprovisionPolicies(t *testing.T) {
+	for _, tt := range []struct {
+		policy, wantSub, wantTag string
+		code                     string
+	}{
+		{"migrate", gatehouse.SubDeviceDataMigrated, "changed", ""},
+		{"reset", gatehouse.SubDeviceDataReset, "initial", ""},
+		{"never", "", "", gatehouse.EReprovisionRefused},
+	} {
+		t.Run(tt.policy, func(t *testing.T) {
+			f := newFixture(t)
+			g := f.enroll(t, `{"id":"g","type":"group","attestation":{"type":"symmetric_key"},"initialTags":{"k":"initial"},"reprovision":"`+tt.policy+`"}`)
+			req := provision.Request{Scope: "default", RegistrationID: "r-1", SAS: sasFor(t, g.Attestation.PrimaryKey, "r-1", true)}
+			if _, err := f.prov.Register(f.ctx, req); err != nil {
+				t.Fatal(err)
+			}
+			patch, _ := gatehouse.ParseDevicePatch([]byte(`{"tags":{"k":"changed"}}`))
+			if _, err := f.reg.PatchDevice(f.ctx, f.admin, "default", "r-1", patch, ""); err != nil {
+				t.Fatal(err)
+			}
+			// A second registration of an assigned device under "never" is
+			// idempotent: it answers the assignment again.
+			res, err := f.prov.Register(f.ctx, req)
+			if tt.policy == "never" {
+				if err != nil {
+					t.Fatalf("repeat under never: %v", err)
+				}
+				// A forced one is re-provisioned.
+				req.Force = true
+				if _, err := f.prov.Register(f.ctx, req); err != nil {
+					t.Fatalf("forced: %v", err)
+				}
+				return
+			}
+			wantCode(t, err, tt.code)
+			if res.Registration.Substatus != tt.wantSub || res.Device.Tags["k"] != tt.wantTag {
+				t.Errorf("substatus %q tags %v", res.Registration.Substatus, res.Device.Tags)
+			}
+		})
+	}
+}
+
+func TestLifecycleRefusals(t *testing.T) {
+	f := newFixture(t)
+	g := f.enroll(t, `{"id":"g","type":"group","attestation":{"type":"symmetric_key"}}`)
+	req := func(id string) provision.Request {
+		return provision.Request{Scope: "default", RegistrationID: id, SAS: sasFor(t, g.Attestation.PrimaryKey, id, true)}
+	}
+	for _, id := range []string{"q", "d"} {
+		if _, err := f.prov.Register(f.ctx, req(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.reg.SetState(f.ctx, f.admin, "default", "q", gatehouse.StateQuarantined, "", "")
+	f.reg.SetState(f.ctx, f.admin, "default", "d", gatehouse.StateDecommissioned, "", "")
+	_, err := f.prov.Register(f.ctx, req("q"))
+	wantCode(t, err, gatehouse.EDeviceQuarantined)
+	_, err = f.prov.Register(f.ctx, req("d"))
+	wantCode(t, err, gatehouse.EReprovisionRefused)
+	reg, _ := f.reg.Registration(f.ctx, "default", "q")
+	if reg.Status != gatehouse.RegFailed || reg.ErrorCode != gatehouse.EDeviceQuarantined {
+		t.Errorf("failure record = %+v", reg)
+	}
+	// The operator deletes the decommissioned record: the device may enrol again.
+	if err := f.reg.DeleteDevice(f.ctx, f.admin, "default", "d", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.prov.Register(f.ctx, req("d")); err != nil {
+		t.Errorf("re-enrol after delete: %v", err)
+	}
+	// A disabled enrollment refuses, and nothing is created.
+	off := false
+	if _, err := f.reg.PatchEnrollment(f.ctx, f.admin, "default", "g", registry.EnrollmentPatch{Enabled: &off}, ""); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	before := f.deviceCount(t)
+	_, err = f.prov.Register(f.ctx, req("new-1"))
+	if code := gatehouse.ErrorCode(err); code != gatehouse.EEnrollmentDisabled && code != gatehouse.EEnrollmentNotFound {
+		t.Errorf("disabled enrollment: %v", err)
+	}
+	if after := f.deviceCount(t); after != before {
+		t.Errorf("a refused registration created a device (%d -> %d)", before, after)
+	}
+}
+
+func TestLockoutAndAuthFailedEvent(t *testing.T) {
+	f := newFixture(t, provision.WithRateLimits(1000, 1000, 1000, 1000))
+	g := f.enroll(t, `{"id":"g","type":"group","attestation":{"type":"symmetric_key"}}`)
+	bad := sasFor(t, base64.StdEncoding.EncodeToString([]byte("wrongwrongwrongwrong")), "v-1", true)
+	var last error
+	for range 6 {
+		_, last = f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: "v-1", SAS: bad})
+	}
+	wantCode(t, last, gatehouse.ERateLimited)
+	if provision.RetryAfter(last) <= 0 {
+		t.Error("no Retry-After on a lockout")
+	}
+	// Even the right key waits out the lockout.
+	_, err := f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: "v-1", SAS: sasFor(t, g.Attestation.PrimaryKey, "v-1", true)})
+	wantCode(t, err, gatehouse.ERateLimited)
+	evs, _ := f.reg.Events(f.ctx, f.admin, "default", 0, 1000)
+	n := 0
+	for _, e := range evs {
+		if e.Type == gatehouse.EventDeviceAuthFailed {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d device.auth_failed events, want 1", n)
+	}
+}
+
+func TestWebhooksAndAllocation(t *testing.T) {
+	secretKey := "hook-secret-0123456789"
+	var mu sync.Mutex
+	var seen []provision.HookRequest
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		sig := r.Header.Get(provision.SignatureHeader)
+		ts := strings.TrimPrefix(strings.Split(sig, ",")[0], "t=")
+		m := hmac.New(sha256.New, []byte(secretKey))
+		m.Write([]byte(ts + "."))
+		m.Write(body)
+		if !strings.HasSuffix(sig, "v1="+hex.EncodeToString(m.Sum(nil))) {
+			http.Error(w, "bad signature", 401)
+			return
+		}
+		var hr provision.HookRequest
+		json.Unmarshal(body, &hr)
+		mu.Lock()
+		seen = append(seen, hr)
+		mu.Unlock()
+		switch {
+		case hr.Kind == "preProvision" && hr.RegistrationID == "deny-me":
+			json.NewEncoder(w).Encode(map[string]any{"allow": false, "reason": "not in inventory"})
+		case hr.Kind == "preProvision":
+			json.NewEncoder(w).Encode(map[string]any{"allow": true, "tags": map[string]string{"batch": "b7"}, "config": map[string]any{"mode": "eco"}})
+		default:
+			json.NewEncoder(w).Encode(map[string]any{"assignedHub": "hub-" + hr.DeviceID + ".example.com", "payload": map[string]any{"x": 1}})
+		}
+	}))
+	defer hook.Close()
+	f := newFixture(t)
+	b, _ := json.Marshal(map[string]any{"id": "g", "type": "group", "attestation": map[string]any{"type": "symmetric_key"},
+		"preProvisionWebhook": map[string]any{"url": hook.URL, "secret": secretKey},
+		"allocation":          map[string]any{"policy": "custom", "webhook": map[string]any{"url": hook.URL, "secret": secretKey}}})
+	g := f.enroll(t, string(b))
+	res, err := f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: "w-1", SAS: sasFor(t, g.Attestation.PrimaryKey, "w-1", true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Device.Tags["batch"] != "b7" || string(res.Device.Config) != `{"mode":"eco"}` || res.AssignedHub != "hub-w-1.example.com" || string(res.Payload) != `{"x":1}` {
+		t.Errorf("device %+v hub %q payload %s", res.Device, res.AssignedHub, res.Payload)
+	}
+	_, err = f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: "deny-me", SAS: sasFor(t, g.Attestation.PrimaryKey, "deny-me", true)})
+	wantCode(t, err, gatehouse.EWebhookDenied)
+	if len(seen) < 3 {
+		t.Errorf("webhook saw %d requests", len(seen))
+	}
+}
+
+func TestHashedAllocationIsStableAndWeighted(t *testing.T) {
+	eps := []gatehouse.Endpoint{{Host: "a", Weight: 1}, {Host: "b", Weight: 3}}
+	count := map[string]int{}
+	for i := range 4000 {
+		id := fmt.Sprintf("d-%d", i)
+		h := provision.Rendezvous(eps, id)
+		if provision.Rendezvous(eps, id) != h {
+			t.Fatal("not stable")
+		}
+		count[h]++
+	}
+	if r := float64(count["b"]) / float64(count["a"]); r < 2.5 || r > 3.5 {
+		t.Errorf("b/a = %.2f, want about 3 (%v)", r, count)
+	}
+	// Adding an endpoint moves only devices to it.
+	more := append(eps, gatehouse.Endpoint{Host: "c", Weight: 1})
+	for i := range 1000 {
+		id := fmt.Sprintf("d-%d", i)
+		if before, after := provision.Rendezvous(eps, id), provision.Rendezvous(more, id); before != after && after != "c" {
+			t.Fatalf("%s moved from %s to %s", id, before, after)
+		}
+	}
+}
+
+func TestCertificateIssuedAtProvisioning(t *testing.T) {
+	f := newFixture(t)
+	g := f.enroll(t, `{"id":"g","type":"group","attestation":{"type":"symmetric_key"},"credentials":{"certificate":"required"}}`)
+	req := provision.Request{Scope: "default", RegistrationID: "c-1", SAS: sasFor(t, g.Attestation.PrimaryKey, "c-1", true)}
+	_, err := f.prov.Register(f.ctx, req)
+	wantCode(t, err, gatehouse.ECSRInvalid)
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	req.CSR, _ = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, k)
+	res, err := f.prov.Register(f.ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(res.Certificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(res.Chain[len(res.Chain)-1])
+	inter := x509.NewCertPool()
+	for _, c := range res.Chain[:len(res.Chain)-1] {
+		inter.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("issued chain: %v", err)
+	}
+	if _, _, err := f.reg.AuthenticateCertificate(f.ctx, "default", leaf, nil); err != nil {
+		t.Errorf("issued certificate does not authenticate: %v", err)
+	}
+}

@@ -1,0 +1,280 @@
+package registry
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse"
+)
+
+// ProvisionCommit is what the provisioning service decided for one
+// registration, after attestation, matching, webhooks and allocation.
+// CommitProvision writes all of it in one transaction.
+type ProvisionCommit struct {
+	Scope          string
+	RegistrationID string
+	EnrollmentID   string
+	DeviceID       string
+	OperationID    string
+	Dialect        string
+	Force          bool // forceRegistration: re-provision even under ReprovisionNever
+	ConsumeToken   bool // a bootstrap token was used: count it against maxUses
+	CSR            *x509.CertificateRequest
+	CertDER        []byte // the certificate already signed for CSR (signing happens outside the transaction)
+	AssignedHub    string
+	Tags           map[string]string // overrides of the initial tags (pre-provision webhook)
+	Config         json.RawMessage   // override of the initial config
+}
+
+// ProvisionOutcome is the committed result.
+type ProvisionOutcome struct {
+	Device       *gatehouse.Device
+	Registration *gatehouse.Registration
+	Credential   *gatehouse.Credential // the issued certificate, if any
+}
+
+// errRetry asks CommitProvision to run the transaction again: a concurrent
+// registration of the same ID created the device first.
+var errRetry = errors.New("retry provisioning transaction")
+
+// CommitProvision creates or re-provisions the device, records the issued
+// certificate, counts the enrollment's use, stores the registration record
+// and appends the events, all in one transaction. Registering the same ID
+// again never makes a second device; concurrent registrations of one ID
+// (on one node or several) converge on one device.
+func (s *Service) CommitProvision(ctx context.Context, c ProvisionCommit) (*ProvisionOutcome, error) {
+	for attempt := 0; ; attempt++ {
+		out, err := s.commitProvision(ctx, c)
+		if errors.Is(err, errRetry) && attempt < 3 {
+			continue
+		}
+		return out, err
+	}
+}
+
+func (s *Service) commitProvision(ctx context.Context, c ProvisionCommit) (*ProvisionOutcome, error) {
+	actor := "device:" + c.RegistrationID
+	out := &ProvisionOutcome{}
+	var cert *x509.Certificate
+	if c.CertDER != nil {
+		var err error
+		if cert, err = x509.ParseCertificate(c.CertDER); err != nil {
+			return nil, fmt.Errorf("parse issued certificate: %w", err)
+		}
+	}
+	err := s.update(ctx, func(tx gatehouse.Tx, ev *eventLog) error {
+		now := s.timestamp()
+		sc, err := tx.GetScope(c.Scope)
+		if err != nil {
+			return notFoundScope(err, c.Scope)
+		}
+		e, err := tx.GetEnrollment(c.Scope, c.EnrollmentID)
+		if gatehouse.ErrorCode(err) == gatehouse.ENotFound {
+			return gatehouse.Errorf(gatehouse.EEnrollmentNotFound, "no enrollment matches this device")
+		} else if err != nil {
+			return err
+		}
+		// The enrollment may have changed (been disabled, say) since the
+		// attestation read it: check it again under its row lock.
+		if err := CheckEnrollment(e, now); err != nil {
+			return err
+		}
+		if c.ConsumeToken {
+			if e.Attestation.MaxUses > 0 && e.Attestation.Uses >= e.Attestation.MaxUses {
+				return gatehouse.Errorf(gatehouse.EAttestationFailed, "attestation failed")
+			}
+			e.Attestation.Uses++
+		}
+		reg, err := tx.GetRegistration(c.Scope, c.RegistrationID)
+		if gatehouse.ErrorCode(err) == gatehouse.ENotFound {
+			reg = &gatehouse.Registration{Scope: c.Scope, RegistrationID: c.RegistrationID, CreatedAt: now}
+		} else if err != nil {
+			return err
+		}
+		d, err := tx.GetDevice(c.Scope, c.DeviceID)
+		var substatus string
+		switch {
+		case gatehouse.ErrorCode(err) == gatehouse.ENotFound:
+			if e.MaxRegistrations > 0 && e.Registrations >= e.MaxRegistrations {
+				return gatehouse.Errorf(gatehouse.EQuotaExceeded, "the enrollment admits no more devices")
+			}
+			e.Registrations++
+			d = &gatehouse.Device{ID: c.DeviceID, Scope: c.Scope, State: gatehouse.StateProvisioned,
+				Connection: gatehouse.Connection{Status: gatehouse.Offline}, Tags: initialTags(e, c), Config: initialConfig(e, c),
+				Reported: json.RawMessage("{}"), Enrollment: e.ID, CreatedAt: now, UpdatedAt: now, ETag: newETag()}
+			if err := d.Validate(); err != nil {
+				return err
+			}
+			if err := tx.CreateDevice(d); err != nil {
+				if gatehouse.ErrorCode(err) == gatehouse.EConflict {
+					return errRetry
+				}
+				return err
+			}
+			if err := tx.AddStateChange(c.Scope, d.ID, &gatehouse.StateChange{To: d.State, Actor: actor, Reason: "provisioned by enrollment " + e.ID, Time: now}); err != nil {
+				return err
+			}
+			if err := ev.append(c.Scope, gatehouse.EventDeviceCreated, actor, gatehouse.DeviceSubject(d.ID), now, d); err != nil {
+				return err
+			}
+			substatus = gatehouse.SubInitialAssignment
+		case err != nil:
+			return err
+		default:
+			switch d.State {
+			case gatehouse.StateQuarantined:
+				return gatehouse.Errorf(gatehouse.EDeviceQuarantined, "the device is quarantined; contact the operator")
+			case gatehouse.StateDecommissioned:
+				return gatehouse.Errorf(gatehouse.EReprovisionRefused, "the device was decommissioned; an operator must delete its record before it can enrol again")
+			case gatehouse.StateInactive:
+				return gatehouse.Errorf(gatehouse.EDeviceDisabled, "the device is disabled")
+			}
+			prev := d.ETag
+			d = d.Clone()
+			policy := e.Reprovision
+			switch {
+			case reg.Status == gatehouse.RegAssigned && reg.EnrollmentID == e.ID && reg.DeviceID == d.ID && policy == gatehouse.ReprovisionNever && !c.Force:
+				// Same device, same enrollment, already assigned: answer the
+				// assignment again (idempotent), move nothing.
+				substatus = reg.Substatus
+				c.AssignedHub = reg.AssignedHub
+			case policy == gatehouse.ReprovisionNever && !c.Force:
+				return gatehouse.Errorf(gatehouse.EReprovisionRefused, "this enrollment does not re-provision devices; an operator must act")
+			case policy == gatehouse.ReprovisionReset:
+				d.Tags, d.Config = initialTags(e, c), initialConfig(e, c)
+				substatus = gatehouse.SubDeviceDataReset
+			default:
+				substatus = gatehouse.SubDeviceDataMigrated
+			}
+			if d.Enrollment != e.ID || substatus == gatehouse.SubDeviceDataReset {
+				d.Enrollment = e.ID
+				d.UpdatedAt = now
+				d.ETag = newETag()
+				if err := tx.UpdateDevice(d, prev); err != nil {
+					return err
+				}
+			}
+		}
+		if cert != nil {
+			sum := sha256.Sum256(c.CertDER)
+			nb, na := cert.NotBefore.UTC(), cert.NotAfter.UTC()
+			cred := &gatehouse.Credential{ID: SerialHex(cert.SerialNumber), Scope: c.Scope, DeviceID: d.ID, Kind: gatehouse.CredentialX509,
+				Status: gatehouse.CredentialActive, Serial: SerialHex(cert.SerialNumber), Thumbprint: hex.EncodeToString(sum[:]),
+				NotBefore: &nb, NotAfter: &na, CreatedAt: now, CertDER: c.CertDER}
+			renewed, err := s.retireCertificates(tx, c.Scope, d.ID, now, time.Duration(sc.Policy.WithDefaults().RenewalOverlap))
+			if err != nil {
+				return err
+			}
+			if err := tx.CreateCredential(cred); err != nil {
+				return err
+			}
+			typ := gatehouse.EventCredentialIssued
+			if renewed {
+				typ = gatehouse.EventCredentialRenewed
+			}
+			if err := ev.append(c.Scope, typ, actor, gatehouse.DeviceSubject(d.ID), now, map[string]any{"deviceId": d.ID, "kind": cred.Kind,
+				"serial": cred.Serial, "thumbprint": cred.Thumbprint, "notBefore": nb, "notAfter": na}); err != nil {
+				return err
+			}
+			out.Credential = cred
+		}
+		e.UpdatedAt = now
+		prevE := e.ETag
+		e.ETag = newETag()
+		if err := tx.UpdateEnrollment(e, prevE); err != nil {
+			return err
+		}
+		reg.EnrollmentID, reg.DeviceID, reg.OperationID = e.ID, d.ID, c.OperationID
+		reg.Status, reg.Substatus, reg.AssignedHub = gatehouse.RegAssigned, substatus, c.AssignedHub
+		reg.ErrorCode, reg.ErrorMessage = "", ""
+		reg.Attempts++
+		reg.UpdatedAt, reg.ETag = now, newETag()
+		if err := tx.PutRegistration(reg); err != nil {
+			return err
+		}
+		out.Device, out.Registration = d, reg
+		return ev.append(c.Scope, gatehouse.EventDeviceProvisioned, actor, gatehouse.DeviceSubject(d.ID), now, map[string]any{
+			"registrationId": c.RegistrationID, "enrollmentId": e.ID, "substatus": substatus, "assignedHub": c.AssignedHub, "dialect": c.Dialect})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func initialTags(e *gatehouse.Enrollment, c ProvisionCommit) map[string]string {
+	tags := maps.Clone(e.InitialTags)
+	if tags == nil {
+		tags = map[string]string{}
+	}
+	maps.Copy(tags, c.Tags)
+	return tags
+}
+
+func initialConfig(e *gatehouse.Enrollment, c ProvisionCommit) json.RawMessage {
+	if len(c.Config) > 0 {
+		return gatehouse.CompactJSON(c.Config)
+	}
+	return gatehouse.CompactJSON(e.InitialConfig)
+}
+
+// CheckEnrollment refuses a disabled or expired enrollment, or a token
+// enrollment past its expiry.
+func CheckEnrollment(e *gatehouse.Enrollment, now time.Time) error {
+	switch {
+	case !e.Enabled:
+		return gatehouse.Errorf(gatehouse.EEnrollmentDisabled, "the enrollment is disabled")
+	case e.ExpiresAt != nil && !now.Before(*e.ExpiresAt):
+		return gatehouse.Errorf(gatehouse.EEnrollmentExpired, "the enrollment has expired")
+	case e.Attestation.Type == gatehouse.AttestToken && e.Attestation.ExpiresAt != nil && !now.Before(*e.Attestation.ExpiresAt):
+		return gatehouse.Errorf(gatehouse.EAttestationFailed, "attestation failed")
+	}
+	return nil
+}
+
+// RecordRegistrationFailure stores a failed registration's error for an
+// attested device (unattested garbage leaves no record, so it cannot fill
+// the database).
+func (s *Service) RecordRegistrationFailure(ctx context.Context, scope, registrationID, enrollmentID, operationID string, cause error) error {
+	return s.store.Update(ctx, func(tx gatehouse.Tx) error {
+		now := s.timestamp()
+		reg, err := tx.GetRegistration(scope, registrationID)
+		if gatehouse.ErrorCode(err) == gatehouse.ENotFound {
+			reg = &gatehouse.Registration{Scope: scope, RegistrationID: registrationID, CreatedAt: now}
+		} else if err != nil {
+			return err
+		}
+		reg.EnrollmentID, reg.OperationID = enrollmentID, operationID
+		reg.Status, reg.ErrorCode, reg.ErrorMessage = gatehouse.RegFailed, gatehouse.ErrorCode(cause), gatehouse.ErrorMessage(cause)
+		if reg.ErrorCode == gatehouse.EEnrollmentDisabled {
+			reg.Status = gatehouse.RegDisabled
+		}
+		reg.Attempts++
+		reg.UpdatedAt, reg.ETag = now, newETag()
+		return tx.PutRegistration(reg)
+	})
+}
+
+// Registration returns a registration record (for operation polling).
+func (s *Service) Registration(ctx context.Context, scope, registrationID string) (*gatehouse.Registration, error) {
+	return s.store.GetRegistration(ctx, scope, registrationID)
+}
+
+// RecordAuthFailure appends a device.auth_failed event: repeated failed
+// attestations locked a registration ID out.
+func (s *Service) RecordAuthFailure(ctx context.Context, scope, registrationID, dialect, source string, lockedFor time.Duration) error {
+	if _, err := s.store.GetScope(ctx, scope); err != nil {
+		return nil // no such scope: nothing to audit into
+	}
+	return s.update(ctx, func(tx gatehouse.Tx, ev *eventLog) error {
+		return ev.append(scope, gatehouse.EventDeviceAuthFailed, "device:"+registrationID, gatehouse.DeviceSubject(registrationID), s.timestamp(),
+			map[string]any{"registrationId": registrationID, "dialect": dialect, "source": source, "lockedForSeconds": int(lockedFor.Seconds())})
+	})
+}
