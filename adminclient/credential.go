@@ -104,7 +104,7 @@ func (o CredentialListOptions) query() url.Values {
 		q.Add("kind", string(k))
 	}
 	if !o.ExpiringBefore.IsZero() {
-		q.Set("expiringBefore", o.ExpiringBefore.UTC().Format(time.RFC3339))
+		q.Set("expiringBefore", o.ExpiringBefore.UTC().Format(time.RFC3339Nano))
 	}
 	if o.Limit != 0 {
 		q.Set("limit", strconv.Itoa(o.Limit))
