@@ -278,3 +278,18 @@ func (s *Service) RecordAuthFailure(ctx context.Context, scope, registrationID, 
 			map[string]any{"registrationId": registrationID, "dialect": dialect, "source": source, "lockedForSeconds": int(lockedFor.Seconds())})
 	})
 }
+
+// GetRegistration returns a registration record to an operator.
+func (s *Service) GetRegistration(ctx context.Context, p *gatehouse.Principal, scope, registrationID string) (*gatehouse.Registration, error) {
+	if err := p.Authorize(scope, gatehouse.RoleViewer); err != nil {
+		return nil, err
+	}
+	if err := gatehouse.ValidateDeviceID(registrationID); err != nil {
+		return nil, err
+	}
+	r, err := s.store.GetRegistration(ctx, scope, registrationID)
+	if gatehouse.ErrorCode(err) == gatehouse.ENotFound {
+		return nil, gatehouse.Errorf(gatehouse.ENotFound, "no registration %q in scope %q", registrationID, scope)
+	}
+	return r, err
+}
