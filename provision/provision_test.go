@@ -40,7 +40,7 @@ type fixture struct {
 	admin *gatehouse.Principal
 }
 
-func newFixture(t *testing.T, opts ...provision.Option) *fixture {
+func newFixture(t testing.TB, opts ...provision.Option) *fixture {
 	t.Helper()
 	st, err := sqlite.Open(filepath.Join(t.TempDir(), "gh.db"))
 	if err != nil {
@@ -64,7 +64,7 @@ func newFixture(t *testing.T, opts ...provision.Option) *fixture {
 	return &fixture{ctx: ctx, st: st, reg: reg, admin: admin, prov: provision.New(st, reg, opts...)}
 }
 
-func (f *fixture) enroll(t *testing.T, body string) *gatehouse.Enrollment {
+func (f *fixture) enroll(t testing.TB, body string) *gatehouse.Enrollment {
 	t.Helper()
 	var req registry.EnrollmentCreate
 	if err := json.Unmarshal([]byte(body), &req); err != nil {
@@ -77,7 +77,7 @@ func (f *fixture) enroll(t *testing.T, body string) *gatehouse.Enrollment {
 	return e
 }
 
-func sasFor(t *testing.T, keyB64, regID string, derive bool) string {
+func sasFor(t testing.TB, keyB64, regID string, derive bool) string {
 	t.Helper()
 	key, err := base64.StdEncoding.DecodeString(keyB64)
 	if err != nil {
