@@ -471,3 +471,32 @@ func TestCertificateIssuedAtProvisioning(t *testing.T) {
 		t.Errorf("issued certificate does not authenticate: %v", err)
 	}
 }
+
+func TestKeyRotation(t *testing.T) {
+	f := newFixture(t, provision.WithRateLimits(1000, 1000, 1000, 1000))
+	e := f.enroll(t, `{"id":"solo","type":"individual","attestation":{"type":"symmetric_key"}}`)
+	register := func(key string) error {
+		_, err := f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: "solo", SAS: sasFor(t, key, "solo", false)})
+		return err
+	}
+	newSecondary, err := f.reg.RotateEnrollmentKey(f.ctx, f.admin, "default", "solo", "secondary")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// During rotation both slots work: the untouched primary and the new secondary.
+	for _, k := range []string{e.Attestation.PrimaryKey, newSecondary} {
+		if err := register(k); err != nil {
+			t.Errorf("key in a live slot refused: %v", err)
+		}
+	}
+	wantCode(t, register(e.Attestation.SecondaryKey), gatehouse.EAttestationFailed)
+	if _, err := f.reg.RotateEnrollmentKey(f.ctx, f.admin, "default", "solo", "primary"); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, register(e.Attestation.PrimaryKey), gatehouse.EAttestationFailed)
+	if err := register(newSecondary); err != nil {
+		t.Errorf("secondary refused after the primary rotated: %v", err)
+	}
+	_, err = f.reg.RotateEnrollmentKey(f.ctx, f.admin, "default", "solo", "tertiary")
+	wantCode(t, err, gatehouse.EInvalid)
+}

@@ -628,3 +628,53 @@ func (s *Service) mutateX509Group(ctx context.Context, p *gatehouse.Principal, s
 		return ev.append(scope, gatehouse.EventEnrollmentUpdated, p.Actor(), "enrollments/"+id, e.UpdatedAt, &e)
 	})
 }
+
+// RotateEnrollmentKey replaces one slot ("primary" or "secondary") of a
+// symmetric-key enrollment with a fresh key and returns it (once). The
+// other slot keeps working, so devices move to the new key one by one:
+// rotate the secondary, move devices to it, then rotate the primary.
+func (s *Service) RotateEnrollmentKey(ctx context.Context, p *gatehouse.Principal, scope, id, slot string) (string, error) {
+	if err := p.Authorize(scope, gatehouse.RoleOperator); err != nil {
+		return "", err
+	}
+	if err := gatehouse.ValidateDeviceID(id); err != nil {
+		return "", err
+	}
+	if slot != "primary" && slot != "secondary" {
+		return "", gatehouse.Errorf(gatehouse.EInvalid, "slot must be primary or secondary")
+	}
+	key := make([]byte, symmetricKeyBytes)
+	rand.Read(key)
+	err := s.update(ctx, func(tx gatehouse.Tx, ev *eventLog) error {
+		cur, err := tx.GetEnrollment(scope, id)
+		if err != nil {
+			return enrollmentNotFound(err, scope, id)
+		}
+		if cur.Attestation.Type != gatehouse.AttestSymmetricKey {
+			return gatehouse.Errorf(gatehouse.EInvalid, "enrollment %q does not use symmetric keys", id)
+		}
+		secrets, err := s.EnrollmentSecrets(cur)
+		if err != nil {
+			return err
+		}
+		if slot == "primary" {
+			secrets.PrimaryKey = key
+		} else {
+			secrets.SecondaryKey = key
+		}
+		e := *cur
+		if err := s.sealEnrollment(&e, secrets); err != nil {
+			return err
+		}
+		e.UpdatedAt, e.ETag = s.timestamp(), newETag()
+		if err := tx.UpdateEnrollment(&e, cur.ETag); err != nil {
+			return err
+		}
+		return ev.append(scope, gatehouse.EventEnrollmentUpdated, p.Actor(), "enrollments/"+id, e.UpdatedAt,
+			map[string]any{"id": id, "rotated": slot})
+	})
+	if err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(key), nil
+}
