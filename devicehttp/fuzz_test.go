@@ -1,0 +1,78 @@
+package devicehttp
+
+import (
+	"bytes"
+	"encoding/base64"
+	"testing"
+
+	"github.com/gatehouse-iot/gatehouse"
+)
+
+// FuzzDecodeDPSBody: any body either decodes or fails with a client error
+// code, never a panic or an internal error; a decoded payload is JSON.
+func FuzzDecodeDPSBody(f *testing.F) {
+	for _, s := range []string{
+		``, `{}`, `null`, `{"registrationId":"dev-1"}`, `{"registrationId":"dev-1","payload":{"a":1}}`,
+		`{"registrationId":"dev-1","csr":"MIIBAA=="}`, `{"csr":"-----BEGIN CERTIFICATE REQUEST-----\nAA==\n-----END CERTIFICATE REQUEST-----"}`,
+		`{"tpm":{"endorsementKey":"x"}}`, `{"payload":null,"tpm":null}`, `{"registrationId":5}`, `[1]`, `{"a":` + "\xff" + `}`,
+	} {
+		f.Add([]byte(s), "dev-1")
+	}
+	f.Fuzz(func(t *testing.T, body []byte, regID string) {
+		out, err := decodeDPSBody(body, regID)
+		if err != nil {
+			switch code := gatehouse.ErrorCode(err); code {
+			case gatehouse.EInvalidJSON, gatehouse.EInvalid, gatehouse.ECSRInvalid:
+			default:
+				t.Fatalf("unexpected code %q: %v", code, err)
+			}
+			if _, ok := dpsErrors[gatehouse.ErrorCode(err)]; !ok {
+				t.Fatalf("code %q is not in the DPS table", gatehouse.ErrorCode(err))
+			}
+			return
+		}
+		if out.Payload != nil && bytes.Equal(out.Payload, []byte("null")) {
+			t.Fatalf("null payload kept")
+		}
+	})
+}
+
+// FuzzDecodeESTBody: any body decodes to bytes or fails with csr_invalid;
+// base64 of DER with any line breaks gives the DER back.
+func FuzzDecodeESTBody(f *testing.F) {
+	for _, s := range []string{"", "MIIB", "MIIBAA==\r\n", "-----BEGIN CERTIFICATE REQUEST-----\n", "\x30\x03\x02\x01\x01", "!!!", " \n\t"} {
+		f.Add([]byte(s), uint8(64))
+	}
+	f.Fuzz(func(t *testing.T, body []byte, width uint8) {
+		if _, err := decodeESTBody(body); err != nil && gatehouse.ErrorCode(err) != gatehouse.ECSRInvalid {
+			t.Fatalf("unexpected error %v", err)
+		}
+		if len(body) == 0 {
+			return
+		}
+		// Round trip: wrap the base64 of body at width columns.
+		b64 := base64.StdEncoding.EncodeToString(body)
+		var wrapped bytes.Buffer
+		w := int(width%100) + 1
+		for len(b64) > w {
+			wrapped.WriteString(b64[:w] + "\r\n")
+			b64 = b64[w:]
+		}
+		wrapped.WriteString(b64)
+		got, err := decodeESTBody(wrapped.Bytes())
+		if err != nil {
+			t.Fatalf("decode wrapped base64: %v", err)
+		}
+		if !bytes.Equal(got, body) {
+			t.Fatalf("round trip: got %x, want %x", got, body)
+		}
+	})
+}
+
+// FuzzCertsOnly: the PKCS #7 writer gives back what it was given.
+func FuzzCertsOnly(f *testing.F) {
+	f.Add([]byte{0x30, 0x00})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_ = certsOnly([][]byte{b}) // must not panic, whatever the bytes
+	})
+}
