@@ -136,7 +136,7 @@ func (h *handler) estSimpleEnroll(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	req.CSR = csr
+	req.CSR, req.RequireCertificate = csr, true
 	res, err := h.p.Register(r.Context(), req)
 	if err != nil {
 		return err

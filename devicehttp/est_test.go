@@ -243,6 +243,11 @@ func TestESTSimpleEnrollX509AndNoCertificatePolicy(t *testing.T) {
 	if r.status != 400 || !strings.Contains(string(r.body), "issues no certificates") {
 		t.Fatalf("enrollment without certificates: got %d %s, want 400", r.status, r.body)
 	}
+	for _, d := range e.devices() {
+		if d == "dev-nocert" {
+			t.Error("a refused EST enrollment left a device behind")
+		}
+	}
 }
 
 func TestESTBadRequests(t *testing.T) {

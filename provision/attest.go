@@ -17,7 +17,9 @@ type match struct {
 }
 
 var (
-	errNoEnrollment = gatehouse.Errorf(gatehouse.EEnrollmentNotFound, "no enrollment matches this device")
+	// One message for both: a device (or a prober) cannot tell a missing
+	// enrollment from a wrong secret by the text.
+	errNoEnrollment = gatehouse.Errorf(gatehouse.EEnrollmentNotFound, "attestation failed")
 	errAttestation  = gatehouse.Errorf(gatehouse.EAttestationFailed, "attestation failed")
 )
 

@@ -33,6 +33,9 @@ type Request struct {
 	Chain []*x509.Certificate // the TLS client chain, leaf first
 
 	CSR     []byte          // PEM or DER PKCS#10; required or optional per enrollment
+	// RequireCertificate refuses, before anything is written, when no
+	// certificate would be issued (EST enrolls exist only to get one).
+	RequireCertificate bool
 	Payload json.RawMessage // custom data the device sent (passed to webhooks)
 	Force   bool            // forceRegistration
 }
@@ -235,6 +238,9 @@ func (s *Service) provision(ctx context.Context, req Request, m *match, csr *x50
 		return nil, gatehouse.Errorf(gatehouse.ECSRInvalid, "this enrollment issues a certificate: send a CSR")
 	case e.Credentials.Certificate == gatehouse.CertNone:
 		csr = nil
+	}
+	if req.RequireCertificate && csr == nil {
+		return nil, gatehouse.Errorf(gatehouse.ECSRInvalid, "this enrollment issues no certificates (its certificate policy is none)")
 	}
 	commit := registry.ProvisionCommit{Scope: req.Scope, RegistrationID: req.RegistrationID, EnrollmentID: e.ID,
 		DeviceID: deviceID, OperationID: operationID, Dialect: req.Dialect, Force: req.Force, ConsumeToken: m.consumeToken, CSR: csr}

@@ -52,8 +52,11 @@ var errRetry = errors.New("retry provisioning transaction")
 func (s *Service) CommitProvision(ctx context.Context, c ProvisionCommit) (*ProvisionOutcome, error) {
 	for attempt := 0; ; attempt++ {
 		out, err := s.commitProvision(ctx, c)
-		if errors.Is(err, errRetry) && attempt < 3 {
-			continue
+		if errors.Is(err, errRetry) {
+			if attempt < 3 {
+				continue
+			}
+			return nil, gatehouse.Errorf(gatehouse.EUnavailable, "the registration collided with concurrent ones; retry")
 		}
 		return out, err
 	}
