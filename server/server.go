@@ -15,7 +15,9 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/gatehouse-iot/gatehouse/ca"
+	"github.com/gatehouse-iot/gatehouse/devicehttp"
 	"github.com/gatehouse-iot/gatehouse/httpapi"
+	"github.com/gatehouse-iot/gatehouse/provision"
 	"github.com/gatehouse-iot/gatehouse/registry"
 	"github.com/gatehouse-iot/gatehouse/secret"
 	"github.com/gatehouse-iot/gatehouse/store/postgres"
@@ -51,15 +53,16 @@ type Config struct {
 
 // Server is a running node.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	store    gatehouse.Store
-	registry *registry.Service
-	http     *http.Server
-	ln       net.Listener
-	url      string
-	stopBase context.CancelFunc
-	served   chan error
+	cfg       Config
+	log       *slog.Logger
+	store     gatehouse.Store
+	registry  *registry.Service
+	provision *provision.Service
+	http      *http.Server
+	ln        net.Listener
+	url       string
+	stopBase  context.CancelFunc
+	served    chan error
 
 	sweeperDone chan struct{}
 }
@@ -130,9 +133,16 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	base, stop := context.WithCancel(context.Background())
 	s.stopBase = stop
+	s.provision = provision.New(s.store, s.registry, provision.WithLogger(s.log), provision.WithClock(cfg.Now))
+	tlsConfig := ca.ServerTLSConfig(cert)
+	// Devices authenticate with client certificates (factory or
+	// operational). Which CA to trust depends on the scope and enrollment,
+	// so the handshake only asks for a certificate and checks the proof of
+	// possession; the provisioning core verifies the chain.
+	tlsConfig.ClientAuth = tls.RequestClientCert
 	s.http = &http.Server{
-		Handler:           httpapi.New(s.registry, httpapi.WithLogger(s.log)),
-		TLSConfig:         ca.ServerTLSConfig(cert),
+		Handler:           s.routes(),
+		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,
@@ -141,8 +151,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	tlsLn := tls.NewListener(s.ln, s.http.TLSConfig)
+	srv := s.http
 	go func() {
-		err := s.http.Serve(tlsLn)
+		err := srv.Serve(tlsLn)
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
@@ -153,6 +164,18 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.log.Info("gatehouse serving", "url", s.url, "addr", s.ln.Addr().String(), "data_dir", cfg.DataDir,
 		"database", databaseKind(cfg.Database), "ca_file", filepath.Join(cfg.DataDir, CAFile))
 	return s, nil
+}
+
+// routes composes the HTTPS listener: the admin API owns /v1/ and the
+// health checks; the device dialects (DPS, EST, native) own the rest.
+func (s *Server) routes() http.Handler {
+	admin := httpapi.New(s.registry, httpapi.WithLogger(s.log))
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", admin)
+	mux.Handle("/healthz", admin)
+	mux.Handle("/readyz", admin)
+	mux.Handle("/", devicehttp.New(s.provision, devicehttp.WithLogger(s.log)))
+	return mux
 }
 
 // URL is the node's HTTPS base URL.
