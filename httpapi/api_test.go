@@ -393,7 +393,7 @@ func TestUnauthenticated(t *testing.T) {
 // fillPath puts values into a route's path template; more holds further
 // placeholder, value pairs.
 func fillPath(tmpl, scope, id string, more ...string) string {
-	return strings.NewReplacer(append([]string{"{scope}", scope, "{id}", id}, more...)...).Replace(tmpl)
+	return strings.NewReplacer(append([]string{"{scope}", scope, "{id}", id, "{registrationId}", id}, more...)...).Replace(tmpl)
 }
 
 // mustOCSPRequest returns a DER OCSP request about an issued certificate.
@@ -430,11 +430,30 @@ func sampleBody(t *testing.T, rt route) any {
 		return registry.CAImport{Certificate: certPEM, PrivateKey: keyPEM, Chain: rootPEM}
 	case "POST /v1/scopes/{scope}/certificates/{serial}/revoke":
 		return map[string]string{"reason": "keyCompromise"}
+	case "POST /v1/scopes/{scope}/enrollments":
+		return map[string]any{"id": "new-enrollment", "type": "group", "attestation": map[string]any{"type": "token", "maxUses": 2}}
+	case "PATCH /v1/scopes/{scope}/enrollments/{id}":
+		return map[string]any{"enabled": false}
+	case "POST /v1/scopes/{scope}/enrollments/{id}/verification-code":
+		return map[string]any{}
+	case "POST /v1/scopes/{scope}/enrollments/{id}/verify":
+		return map[string]string{"certificate": mustLeafPEM(t, mustTestCA(t, "sample CA"), "0123456789abcdef0123456789abcdef")}
 	}
 	if rt.method == "POST" || rt.method == "PATCH" || rt.method == "PUT" {
 		t.Fatalf("no sample body for %s %s", rt.method, rt.path)
 	}
 	return nil
+}
+
+// mustPrincipal returns the global admin's principal, for calling the
+// registry directly.
+func mustPrincipal(t *testing.T, e *env) *gatehouse.Principal {
+	t.Helper()
+	p, err := e.reg.Authenticate(t.Context(), e.admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // TestCrossScopeDenial runs every route of scope default with a token of
@@ -448,13 +467,20 @@ func TestCrossScopeDenial(t *testing.T) {
 	_, victimTokenID := e.mustToken("default", gatehouse.RoleOperator)
 	e.mustDevice("dev-1", nil)
 	victimCert := e.issue("dev-1")
+	// An enrollment and a registration record named like the device, so
+	// that the enrollment routes find their target.
+	e.mustEnrollment(map[string]any{"id": "dev-1", "type": "group", "attestation": map[string]string{"type": "x509", "certificate": mustTestCA(t, "victim CA").pem}})
+	if _, err := e.reg.NewVerificationCode(t.Context(), mustPrincipal(t, e), "default", "dev-1"); err != nil {
+		t.Fatal(err)
+	}
 	state := func() string {
 		// Events record every change; the CA, policy and credentials are
 		// compared as well.
 		return string(e.do("GET", "/v1/scopes/default/events?limit=1000", e.admin, nil).want(t, 200).body) +
 			string(e.do("GET", "/v1/scopes/default/ca", e.admin, nil).want(t, 200).body) +
 			string(e.do("GET", "/v1/scopes/default", e.admin, nil).want(t, 200).body) +
-			string(e.do("GET", "/v1/scopes/default/credentials", e.admin, nil).want(t, 200).body)
+			string(e.do("GET", "/v1/scopes/default/credentials", e.admin, nil).want(t, 200).body) +
+			string(e.do("GET", "/v1/scopes/default/enrollments", e.admin, nil).want(t, 200).body)
 	}
 	before := state()
 
@@ -487,7 +513,7 @@ func TestCrossScopeDenial(t *testing.T) {
 			e.do(rt.method, path, viewer, sampleBody(t, rt)).problem(t, 403, gatehouse.EForbidden)
 		}
 	}
-	if checked < 19 {
+	if checked < 27 {
 		t.Errorf("checked %d scoped routes; the table has more", checked)
 	}
 	e.do("POST", "/v1/scopes", viewer, map[string]string{"id": "x"}).problem(t, 403, gatehouse.EForbidden)
@@ -633,6 +659,10 @@ func TestStatusTable(t *testing.T) {
 		gatehouse.EMethodNotAllowed: 405, gatehouse.EConflict: 409, gatehouse.EInvalidTransition: 409,
 		gatehouse.EPreconditionFailed: 412, gatehouse.EBodyTooLarge: 413, gatehouse.EUnsupportedMedia: 415,
 		gatehouse.ERateLimited: 429, gatehouse.EInternal: 500, gatehouse.EUnavailable: 503,
+		gatehouse.EEnrollmentNotFound: 404, gatehouse.EAttestationFailed: 400, gatehouse.EEnrollmentDisabled: 409,
+		gatehouse.EEnrollmentExpired: 409, gatehouse.EQuotaExceeded: 409, gatehouse.EDeviceQuarantined: 409,
+		gatehouse.EDeviceDisabled: 409, gatehouse.EReprovisionRefused: 409, gatehouse.EWebhookDenied: 403,
+		gatehouse.EWebhookFailed: 503,
 	}
 	for code, status := range want {
 		if got := statusOf[code]; got != status {

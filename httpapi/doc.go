@@ -1,7 +1,8 @@
 // Package httpapi serves Gatehouse's admin REST API: scopes, API tokens,
 // devices, their lifecycle and history, each scope's certificate authority
-// (its chain, device certificates, revocation, credential listings), and the
-// event log (as JSON pages and as a Server-Sent Events stream). It also
+// (its chain, device certificates, revocation, credential listings),
+// enrollments (with proof of possession for a group's CA) and registration
+// records, and the event log (as JSON pages and as a Server-Sent Events stream). It also
 // serves each scope's revocation status without authentication, as PKI
 // clients expect: the CRL (RFC 5280) and an OCSP responder (RFC 6960).
 //

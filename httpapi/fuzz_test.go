@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/gatehouse-iot/gatehouse"
@@ -81,6 +82,29 @@ func FuzzParseCredentialQuery(f *testing.F) {
 	})
 }
 
+// FuzzParseEnrollmentQuery feeds raw query strings to the enrollment
+// listing's parser: it must never panic and must fail only with a 400 code.
+func FuzzParseEnrollmentQuery(f *testing.F) {
+	for _, s := range []string{"", "type=group", "type=individual&limit=5", "type=x", "cursor=" + gatehouse.EncodeCursor("e-1"), "cursor=%zz", "limit=0", "type=group&type=group"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		typ, cursor, limit, err := parseEnrollmentQuery(raw)
+		if err != nil {
+			if code := gatehouse.ErrorCode(err); statusOf[code] != http.StatusBadRequest {
+				t.Fatalf("parseEnrollmentQuery(%q) failed with code %q, want a 400 code", raw, code)
+			}
+			return
+		}
+		if typ != "" && typ != gatehouse.EnrollmentGroup && typ != gatehouse.EnrollmentIndividual || limit < 0 || limit > registry.MaxPageSize {
+			t.Fatalf("parseEnrollmentQuery(%q) accepted %q, %d", raw, typ, limit)
+		}
+		if _, err := gatehouse.DecodeCursor(cursor); err != nil {
+			t.Fatalf("parseEnrollmentQuery(%q) accepted cursor %q", raw, cursor)
+		}
+	})
+}
+
 // FuzzNegotiate feeds Accept headers to the content negotiation: it must
 // never panic and must pick one of the offers.
 func FuzzNegotiate(f *testing.F) {
@@ -107,6 +131,19 @@ func FuzzWrites(f *testing.F) {
 	if _, err := reg.CreateDevice(f.Context(), p, "default", registry.DeviceCreate{ID: "dev-1", Tags: map[string]string{"a": "b"}}); err != nil {
 		f.Fatal(err)
 	}
+	ca := mustTestCA(f, "fuzz CA")
+	for _, req := range []registry.EnrollmentCreate{
+		{ID: "grp", Type: gatehouse.EnrollmentGroup, Attestation: gatehouse.Attestation{Type: gatehouse.AttestX509, Certificate: ca.pem}},
+		{ID: "sym", Type: gatehouse.EnrollmentGroup, Attestation: gatehouse.Attestation{Type: gatehouse.AttestSymmetricKey}},
+		{ID: "tok", Type: gatehouse.EnrollmentIndividual, Attestation: gatehouse.Attestation{Type: gatehouse.AttestToken}},
+	} {
+		if _, err := reg.CreateEnrollment(f.Context(), p, "default", req); err != nil {
+			f.Fatal(err)
+		}
+	}
+	if _, err := reg.NewVerificationCode(f.Context(), p, "default", "grp"); err != nil {
+		f.Fatal(err)
+	}
 	targets := []struct{ method, path string }{
 		{"POST", "/v1/scopes"},
 		{"POST", "/v1/scopes/default/tokens"},
@@ -122,6 +159,13 @@ func FuzzWrites(f *testing.F) {
 		{"POST", "/v1/scopes/default/ocsp"},
 		{"GET", "/v1/scopes/default/ocsp/{id}"},
 		{"GET", "/v1/scopes/default/credentials?expiringBefore={id}"},
+		{"POST", "/v1/scopes/default/enrollments"},
+		{"PATCH", "/v1/scopes/default/enrollments/{id}"},
+		{"DELETE", "/v1/scopes/default/enrollments/{id}"},
+		{"POST", "/v1/scopes/default/enrollments/{id}/verification-code"},
+		{"POST", "/v1/scopes/default/enrollments/{id}/verify"},
+		{"GET", "/v1/scopes/default/registrations/{id}"},
+		{"GET", "/v1/scopes/default/enrollments?type=group&cursor={id}"},
 	}
 	contentTypes := []string{"application/json", "application/merge-patch+json", "application/json; charset=utf-8", "text/plain", "", "application/json; x=\"", "application/ocsp-request"}
 
@@ -144,6 +188,20 @@ func FuzzWrites(f *testing.F) {
 	f.Add(uint8(11), uint8(6), "", []byte{0x30, 0x03, 0x30, 0x01, 0x00})
 	f.Add(uint8(12), uint8(0), "MAMwAQA%3D", []byte(nil))
 	f.Add(uint8(13), uint8(0), "2026-01-01T00:00:00+01:00", []byte(nil))
+	f.Add(uint8(14), uint8(0), "", []byte(`{"id":"e-1","type":"group","attestation":{"type":"symmetric_key"},"initialTags":{"a":"b"},"allocation":{"policy":"hashed","endpoints":[{"host":"h:1","weight":2}]}}`))
+	f.Add(uint8(14), uint8(0), "", []byte(`{"id":"e-2","type":"individual","attestation":{"type":"x509","thumbprint":"AB:CD"},"preProvisionWebhook":{"url":"http://[::1]:1/x","secret":"0123456789abcdef","timeout":"1s"}}`))
+	f.Add(uint8(14), uint8(2), "", []byte(`{"id":"e-3","type":"group","attestation":{"type":"token","maxUses":1e9,"expiresAt":"1999-01-01T00:00:00Z"}}`))
+	f.Add(uint8(14), uint8(0), "", []byte(`{"id":"e-4","type":"group","attestation":{"type":"x509","certificate":"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"}}`))
+	f.Add(uint8(15), uint8(1), "sym", []byte(`{"enabled":false,"initialTags":{"a":null},"allocation":{"endpoints":null},"expiresAt":"2999-01-01T00:00:00Z"}`))
+	f.Add(uint8(15), uint8(0), "tok", []byte(`{"preProvisionWebhook":{"url":"https://h/x"},"reprovision":null,"credentials":{"validity":"0s"}}`))
+	f.Add(uint8(15), uint8(1), "grp", []byte(`{"initialConfig":{"a":{"b":[1,null]}},"deviceIdTemplate":"{registrationId}-{enrollmentId}"}`))
+	f.Add(uint8(15), uint8(1), "sym", []byte(`{"expiresAt":null,"enabled":null}`))
+	f.Add(uint8(16), uint8(0), "tok", []byte(nil))
+	f.Add(uint8(17), uint8(0), "grp", []byte(nil))
+	f.Add(uint8(17), uint8(0), "tok", []byte(`{}`))
+	f.Add(uint8(18), uint8(0), "grp", []byte(`{"certificate":"`+strings.ReplaceAll(ca.pem, "\n", `\n`)+`"}`))
+	f.Add(uint8(19), uint8(0), "dev-1", []byte(nil))
+	f.Add(uint8(20), uint8(0), gatehouse.EncodeCursor("sym"), []byte(nil))
 
 	f.Fuzz(func(t *testing.T, target, ct uint8, id string, body []byte) {
 		tg := targets[int(target)%len(targets)]

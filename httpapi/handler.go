@@ -47,6 +47,15 @@ type Registry interface {
 	RevokeCertificate(ctx context.Context, p *gatehouse.Principal, scope, serial, reason string) (*gatehouse.Credential, error)
 	ListCredentials(ctx context.Context, p *gatehouse.Principal, scope string, q registry.CredentialQuery) (*registry.CredentialPage, error)
 	DeviceCredentials(ctx context.Context, p *gatehouse.Principal, scope, deviceID string) ([]*gatehouse.Credential, error)
+	CreateEnrollment(ctx context.Context, p *gatehouse.Principal, scope string, req registry.EnrollmentCreate) (*gatehouse.Enrollment, error)
+	GetEnrollment(ctx context.Context, p *gatehouse.Principal, scope, id string) (*gatehouse.Enrollment, error)
+	ListEnrollments(ctx context.Context, p *gatehouse.Principal, scope string, typ gatehouse.EnrollmentType, cursor string, limit int) (*registry.EnrollmentPage, error)
+	PatchEnrollment(ctx context.Context, p *gatehouse.Principal, scope, id string, patch registry.EnrollmentPatch, ifMatch string) (*gatehouse.Enrollment, error)
+	DeleteEnrollment(ctx context.Context, p *gatehouse.Principal, scope, id string) error
+	NewVerificationCode(ctx context.Context, p *gatehouse.Principal, scope, id string) (string, error)
+	VerifyCA(ctx context.Context, p *gatehouse.Principal, scope, id, proofPEM string) (*gatehouse.Enrollment, error)
+	GetRegistration(ctx context.Context, p *gatehouse.Principal, scope, registrationID string) (*gatehouse.Registration, error)
+
 	// CRL and OCSP need no principal: revocation status is public.
 	CRL(ctx context.Context, scope string) (*gatehouse.CRL, error)
 	OCSP(ctx context.Context, scope string, req []byte) ([]byte, error)

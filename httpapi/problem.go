@@ -13,6 +13,14 @@ const problemTypeBase = "https://gatehouse.dev/problems/"
 
 // statusOf is the one table mapping Gatehouse error codes to HTTP statuses.
 // A code missing here is a bug: it is answered 500 and logged.
+//
+// The provisioning codes are mapped for the admin API's callers, who are
+// operators, not devices. attestation_failed reaches this API only when a
+// group CA's proof of possession is refused (POST .../verify): that is a
+// bad request body, so 400, not 401, which would tell the caller that its
+// API token is wrong. The states of an enrollment or device that refuse a
+// registration are conflicts (409); a pre-provisioning webhook's refusal
+// is 403 and its failure to answer 503.
 var statusOf = map[string]int{
 	gatehouse.EInvalid:            http.StatusBadRequest,
 	gatehouse.EInvalidID:          http.StatusBadRequest,
@@ -25,14 +33,24 @@ var statusOf = map[string]int{
 	gatehouse.EUnsupportedKey:     http.StatusBadRequest,
 	gatehouse.EInvalidPEM:         http.StatusBadRequest,
 	gatehouse.EInvalidCA:          http.StatusBadRequest,
+	gatehouse.EAttestationFailed:  http.StatusBadRequest,
 	gatehouse.EUnauthenticated:    http.StatusUnauthorized,
 	gatehouse.EForbidden:          http.StatusForbidden,
 	gatehouse.ENotFound:           http.StatusNotFound,
+	gatehouse.EEnrollmentNotFound: http.StatusNotFound,
 	gatehouse.EMethodNotAllowed:   http.StatusMethodNotAllowed,
 	gatehouse.EConflict:           http.StatusConflict,
 	gatehouse.EInvalidTransition:  http.StatusConflict,
 	gatehouse.EAlreadyRevoked:     http.StatusConflict,
 	gatehouse.ECredentialDenied:   http.StatusConflict,
+	gatehouse.EEnrollmentDisabled: http.StatusConflict,
+	gatehouse.EEnrollmentExpired:  http.StatusConflict,
+	gatehouse.EQuotaExceeded:      http.StatusConflict,
+	gatehouse.EDeviceQuarantined:  http.StatusConflict,
+	gatehouse.EDeviceDisabled:     http.StatusConflict,
+	gatehouse.EReprovisionRefused: http.StatusConflict,
+	gatehouse.EWebhookDenied:      http.StatusForbidden,
+	gatehouse.EWebhookFailed:      http.StatusServiceUnavailable,
 	gatehouse.EPreconditionFailed: http.StatusPreconditionFailed,
 	gatehouse.EBodyTooLarge:       http.StatusRequestEntityTooLarge,
 	gatehouse.EUnsupportedMedia:   http.StatusUnsupportedMediaType,

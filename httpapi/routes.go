@@ -46,5 +46,14 @@ var routes = []route{
 	{"POST", "/v1/scopes/{scope}/ocsp", false, (*Handler).ocspPost},
 	{"GET", "/v1/scopes/{scope}/ocsp/{request}", false, (*Handler).ocspGet},
 
+	{"POST", "/v1/scopes/{scope}/enrollments", true, (*Handler).createEnrollment},
+	{"GET", "/v1/scopes/{scope}/enrollments", true, (*Handler).listEnrollments},
+	{"GET", "/v1/scopes/{scope}/enrollments/{id}", true, (*Handler).getEnrollment},
+	{"PATCH", "/v1/scopes/{scope}/enrollments/{id}", true, (*Handler).patchEnrollment},
+	{"DELETE", "/v1/scopes/{scope}/enrollments/{id}", true, (*Handler).deleteEnrollment},
+	{"POST", "/v1/scopes/{scope}/enrollments/{id}/verification-code", true, (*Handler).newVerificationCode},
+	{"POST", "/v1/scopes/{scope}/enrollments/{id}/verify", true, (*Handler).verifyCA},
+	{"GET", "/v1/scopes/{scope}/registrations/{registrationId}", true, (*Handler).getRegistration},
+
 	{"GET", "/v1/scopes/{scope}/events", true, (*Handler).events},
 }

@@ -1,7 +1,8 @@
 // Command gatehouse is Gatehouse's one binary: "gatehouse serve" runs a
 // server, and the other commands administer one over its admin REST API
 // (scopes, API tokens, devices and their lifecycle, each scope's certificate
-// authority and device certificates, the event log).
+// authority and device certificates, enrollments and registration records,
+// the event log).
 //
 // Run "gatehouse --help" for the commands. On the server's own host no
 // configuration is needed: the admin commands find the server's URL, CA
@@ -207,7 +208,7 @@ commands read them from there.`,
 	f.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 
 	root.AddCommand(a.serveCommand(), a.scopeCommand(), a.tokenCommand(), a.deviceCommand(), a.eventsCommand(),
-		a.caCommand(), a.certCommand(), a.crlCommand())
+		a.caCommand(), a.certCommand(), a.crlCommand(), a.enrollmentCommand(), a.registrationCommand())
 	return root
 }
 
