@@ -312,17 +312,25 @@ func (s *Service) DeviceHistory(ctx context.Context, p *gatehouse.Principal, sco
 // checkIfMatch compares an If-Match value with the device's etag. It accepts
 // the header's quoted and weak forms.
 func checkIfMatch(ifMatch string, d *gatehouse.Device) error {
-	if ifMatch == "" || ifMatch == "*" {
+	if etagMatches(ifMatch, d.ETag) {
 		return nil
 	}
+	return gatehouse.Errorf(gatehouse.EPreconditionFailed, "device %q has changed since you read it (its etag is now %q); read it again and retry", d.ID, d.ETag)
+}
+
+// etagMatches reports whether an If-Match value (empty, "*", or a list of
+// quoted, possibly weak, tags) admits the current etag.
+func etagMatches(ifMatch, etag string) bool {
+	if ifMatch == "" || ifMatch == "*" {
+		return true
+	}
 	for _, tag := range strings.Split(ifMatch, ",") {
-		tag = strings.TrimSpace(tag)
-		tag = strings.TrimPrefix(tag, "W/")
-		if strings.Trim(tag, `"`) == d.ETag {
-			return nil
+		tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
+		if strings.Trim(tag, `"`) == etag {
+			return true
 		}
 	}
-	return gatehouse.Errorf(gatehouse.EPreconditionFailed, "device %q has changed since you read it (its etag is now %q); read it again and retry", d.ID, d.ETag)
+	return false
 }
 
 func deviceNotFound(err error, scope, id string) error {

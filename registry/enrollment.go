@@ -100,6 +100,9 @@ func (s *Service) CreateEnrollment(ctx context.Context, p *gatehouse.Principal, 
 	if err := s.preparePolicy(e, &secrets); err != nil {
 		return nil, err
 	}
+	if e.ExpiresAt != nil && !e.ExpiresAt.After(now) {
+		return nil, gatehouse.Errorf(gatehouse.EInvalid, "expiresAt is in the past")
+	}
 	if err := s.sealEnrollment(e, &secrets); err != nil {
 		return nil, err
 	}
@@ -180,8 +183,8 @@ func (s *Service) prepareAttestation(e *gatehouse.Enrollment, a gatehouse.Attest
 			if e.Type == gatehouse.EnrollmentGroup {
 				return shown, gatehouse.Errorf(gatehouse.EInvalid, "a group x509 enrollment needs the CA certificate itself, not a thumbprint")
 			}
-			tp := strings.ToLower(strings.ReplaceAll(a.Thumbprint, ":", ""))
-			if b, err := hex.DecodeString(tp); err != nil || len(b) != sha256.Size {
+			tp, err := attest.NormalizeThumbprint(a.Thumbprint)
+			if err != nil {
 				return shown, gatehouse.Errorf(gatehouse.EInvalid, "thumbprint must be the SHA-256 of the certificate, 64 hex digits")
 			}
 			stored.Thumbprint = tp
@@ -208,7 +211,7 @@ func (s *Service) prepareAttestation(e *gatehouse.Enrollment, a gatehouse.Attest
 		stored.TokenHash = sum[:]
 		stored.MaxUses = a.MaxUses
 		if a.MaxUses < 0 || a.MaxUses > 1_000_000 {
-			return shown, gatehouse.Errorf(gatehouse.EInvalid, "maxUses must be between 1 and 1000000")
+			return shown, gatehouse.Errorf(gatehouse.EInvalid, "maxUses must be between 1 and 1000000 (omitted: 1)")
 		}
 		if stored.MaxUses == 0 {
 			stored.MaxUses = 1
@@ -483,7 +486,7 @@ func (s *Service) PatchEnrollment(ctx context.Context, p *gatehouse.Principal, s
 		if err != nil {
 			return enrollmentNotFound(err, scope, id)
 		}
-		if ifMatch != "" && ifMatch != "*" && strings.Trim(strings.TrimPrefix(ifMatch, "W/"), `"`) != cur.ETag {
+		if !etagMatches(ifMatch, cur.ETag) {
 			return gatehouse.Errorf(gatehouse.EPreconditionFailed, "enrollment %q has changed since you read it; read it again and retry", id)
 		}
 		e := *cur

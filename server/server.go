@@ -49,6 +49,16 @@ type Config struct {
 	Logger        *slog.Logger
 	Now           func() time.Time
 	SweepInterval time.Duration // how often timed work runs (credential expiry, CRLs); default 30s
+	RateLimits    *RateLimits   // device-facing limits; nil takes the provisioning defaults
+}
+
+// RateLimits bounds device-facing requests, per node: per source address
+// and per registration ID, in requests per second with a burst.
+type RateLimits struct {
+	PerSource   float64
+	SourceBurst int
+	PerID       float64
+	IDBurst     int
 }
 
 // Server is a running node.
@@ -133,7 +143,14 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	base, stop := context.WithCancel(context.Background())
 	s.stopBase = stop
-	s.provision = provision.New(s.store, s.registry, provision.WithLogger(s.log), provision.WithClock(cfg.Now))
+	popts := []provision.Option{provision.WithLogger(s.log), provision.WithClock(cfg.Now)}
+	if rl := cfg.RateLimits; rl != nil {
+		if rl.PerSource <= 0 || rl.SourceBurst < 1 || rl.PerID <= 0 || rl.IDBurst < 1 {
+			return nil, fmt.Errorf("rate limits must be positive (per source %v burst %d, per ID %v burst %d)", rl.PerSource, rl.SourceBurst, rl.PerID, rl.IDBurst)
+		}
+		popts = append(popts, provision.WithRateLimits(rl.PerSource, rl.SourceBurst, rl.PerID, rl.IDBurst))
+	}
+	s.provision = provision.New(s.store, s.registry, popts...)
 	tlsConfig := ca.ServerTLSConfig(cert)
 	// Devices authenticate with client certificates (factory or
 	// operational). Which CA to trust depends on the scope and enrollment,
