@@ -81,7 +81,11 @@ func BenchmarkProvisionHTTPS(b *testing.B) {
 					}
 				}
 			})
+			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "registrations/s")
+			start := time.Now()
+			srv.Close()
+			b.Logf("close took %s", time.Since(start))
 		})
 	}
 }
