@@ -24,11 +24,16 @@ func (h *hub) signal(scope string) <-chan struct{} {
 	return c
 }
 
+// anyScope is the hub key of waiters for commits in any scope.
+const anyScope = "*"
+
 func (h *hub) notify(scope string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if c, ok := h.ch[scope]; ok {
-		close(c)
-		delete(h.ch, scope)
+	for _, k := range []string{scope, anyScope} {
+		if c, ok := h.ch[k]; ok {
+			close(c)
+			delete(h.ch, k)
+		}
 	}
 }

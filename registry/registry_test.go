@@ -340,3 +340,55 @@ func TestEmptyPatchWritesNothing(t *testing.T) {
 		t.Errorf("last event %s, want device.created (no-op patches write none)", last.Type)
 	}
 }
+
+func TestPresenceAndFollow(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.reg.CreateDevice(f.ctx, f.admin, "default", registry.DeviceCreate{ID: "p1"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(f.ctx)
+	defer cancel()
+	got := make(chan *gatehouse.Event, 100)
+	go f.reg.FollowEvents(ctx, 50*time.Millisecond, func(e *gatehouse.Event) { got <- e })
+	time.Sleep(100 * time.Millisecond)
+	before, _ := f.reg.GetDevice(f.ctx, f.admin, "default", "p1")
+	f.reg.DeviceConnected("default", "p1", "mqtt")
+	if err := f.reg.FlushPresence(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := f.reg.GetDevice(f.ctx, f.admin, "default", "p1")
+	if d.Connection.Status != gatehouse.Online || d.Connection.LastSeen == nil || d.State != gatehouse.StateActive {
+		t.Fatalf("after connect: %+v", d)
+	}
+	if d.ETag == before.ETag {
+		t.Error("first contact (a state change) kept the etag")
+	}
+	f.reg.DeviceDisconnected("default", "p1", "mqtt")
+	f.reg.FlushPresence(f.ctx)
+	d2, _ := f.reg.GetDevice(f.ctx, f.admin, "default", "p1")
+	if d2.Connection.Status != gatehouse.Offline || d2.ETag != d.ETag {
+		t.Errorf("after disconnect: %+v (presence alone must keep the etag)", d2)
+	}
+	if err := f.reg.ReportProperties(f.ctx, "default", "p1", json.RawMessage(`{"fw":"1.2","temp":null}`)); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, f.reg.ReportProperties(f.ctx, "default", "p1", json.RawMessage(`[1]`)), gatehouse.EInvalid)
+	d3, _ := f.reg.GetDevice(f.ctx, f.admin, "default", "p1")
+	if string(d3.Reported) != `{"fw":"1.2"}` {
+		t.Errorf("reported = %s", d3.Reported)
+	}
+	var types []string
+	timeout := time.After(3 * time.Second)
+	for len(types) < 4 {
+		select {
+		case e := <-got:
+			types = append(types, e.Type)
+		case <-timeout:
+			t.Fatalf("followed events: %v", types)
+		}
+	}
+	want := "[device.state_changed device.connected device.disconnected device.reported]"
+	if fmt.Sprint(types) != want {
+		t.Errorf("followed %v, want %s", types, want)
+	}
+}

@@ -23,6 +23,7 @@ type Service struct {
 	root    *ca.Authority   // the installation root; signs scope CAs
 	keyring *secret.Keyring // seals scope CA keys
 	cas     caCache
+	pres    *presence
 }
 
 // Option configures a Service.
@@ -43,7 +44,7 @@ func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
 
 // New returns a registry over store.
 func New(store gatehouse.Store, opts ...Option) *Service {
-	s := &Service{store: store, now: time.Now, log: slog.New(slog.DiscardHandler), hub: newHub(), cas: caCache{m: map[string]cachedCA{}}}
+	s := &Service{store: store, now: time.Now, log: slog.New(slog.DiscardHandler), hub: newHub(), cas: caCache{m: map[string]cachedCA{}}, pres: newPresence()}
 	for _, o := range opts {
 		o(s)
 	}

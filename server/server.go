@@ -26,8 +26,10 @@ import (
 
 // Defaults of a node started with no configuration.
 const (
-	DefaultDataDir  = "./gatehouse-data"
-	DefaultHTTPAddr = ":8443"
+	DefaultDataDir   = "./gatehouse-data"
+	DefaultHTTPAddr  = ":8443"
+	DefaultMQTTAddr  = ":8883"
+	DefaultCoAPSAddr = ":5684"
 )
 
 // Files in the data directory.
@@ -50,6 +52,14 @@ type Config struct {
 	Now           func() time.Time
 	SweepInterval time.Duration // how often timed work runs (credential expiry, CRLs); default 30s
 	RateLimits    *RateLimits   // device-facing limits; nil takes the provisioning defaults
+
+	// Device protocol listeners; empty disables one. (The serve command
+	// enables MQTT over TLS on :8883 and CoAP over DTLS on :5684 by default.)
+	MQTTAddr    string // MQTT over TLS
+	MQTTWSAddr  string // MQTT over secure WebSocket
+	MQTTTCPAddr string // plain MQTT, only when explicitly asked for
+	CoAPSAddr   string // CoAP over DTLS (UDP)
+	CoAPAddr    string // plain CoAP: discovery only
 }
 
 // RateLimits bounds device-facing requests, per node: per source address
@@ -74,7 +84,8 @@ type Server struct {
 	stopBase  context.CancelFunc
 	served    chan error
 
-	sweeperDone chan struct{}
+	sweeperDone  chan struct{}
+	presenceDone chan struct{}
 }
 
 // Run starts a node and serves until ctx ends, then shuts it down gracefully.
@@ -176,8 +187,19 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 		s.served <- err
 	}()
+	if err := s.startMQTT(base, cert); err != nil {
+		return nil, fmt.Errorf("mqtt: %w", err)
+	}
+	if err := s.startCoAP(base, cert); err != nil {
+		return nil, fmt.Errorf("coap: %w", err)
+	}
 	s.sweeperDone = make(chan struct{})
 	go s.sweep(base, cfg.SweepInterval)
+	s.presenceDone = make(chan struct{})
+	go func() {
+		defer close(s.presenceDone)
+		s.registry.RunPresence(base)
+	}()
 	s.log.Info("gatehouse serving", "url", s.url, "addr", s.ln.Addr().String(), "data_dir", cfg.DataDir,
 		"database", databaseKind(cfg.Database), "ca_file", filepath.Join(cfg.DataDir, CAFile))
 	return s, nil
@@ -216,8 +238,12 @@ func (s *Server) Close() error {
 		errs = append(errs, s.http.Shutdown(ctx))
 		cancel()
 		s.http = nil
+		errs = append(errs, s.stopMQTT(), s.stopCoAP())
 		if s.sweeperDone != nil {
 			<-s.sweeperDone
+		}
+		if s.presenceDone != nil {
+			<-s.presenceDone // the last presence updates are written
 		}
 	} else if s.ln != nil {
 		s.ln.Close()

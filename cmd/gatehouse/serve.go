@@ -23,6 +23,11 @@ const (
 	envPublicHost    = "GATEHOUSE_PUBLIC_HOST"
 	envLogFormat     = "GATEHOUSE_LOG_FORMAT"
 	envMasterKeyFile = "GATEHOUSE_MASTER_KEY_FILE"
+	envMQTTAddr      = "GATEHOUSE_MQTT_ADDR"
+	envMQTTWSAddr    = "GATEHOUSE_MQTT_WS_ADDR"
+	envMQTTTCPAddr   = "GATEHOUSE_MQTT_TCP_ADDR"
+	envCoAPSAddr     = "GATEHOUSE_COAPS_ADDR"
+	envCoAPAddr      = "GATEHOUSE_COAP_ADDR"
 )
 
 func (a *app) serveCommand() *cobra.Command {
@@ -63,6 +68,11 @@ GATEHOUSE_MASTER_KEY_FILE.`,
 	f.StringArray("public-host", nil, "a DNS name or IP address clients use to reach this server, for its certificate (repeatable; env "+envPublicHost+", comma-separated)")
 	f.String("log-format", "json", "log format: json or text (env "+envLogFormat+")")
 	f.String("master-key-file", "", "file holding the master key that seals secrets at rest (env "+envMasterKeyFile+"; default DATA/master.key, created if missing)")
+	f.String("mqtt-addr", server.DefaultMQTTAddr, "address of the MQTT over TLS listener; \"off\" disables it (env "+envMQTTAddr+")")
+	f.String("mqtt-ws-addr", "off", "address of the MQTT over secure WebSocket listener (env "+envMQTTWSAddr+")")
+	f.String("mqtt-tcp-addr", "off", "address of a PLAIN-TEXT MQTT listener; only for trusted networks (env "+envMQTTTCPAddr+")")
+	f.String("coaps-addr", server.DefaultCoAPSAddr, "address of the CoAP over DTLS listener (UDP); \"off\" disables it (env "+envCoAPSAddr+")")
+	f.String("coap-addr", "off", "address of a plain CoAP listener serving only discovery (env "+envCoAPAddr+")")
 	return cmd
 }
 
@@ -120,6 +130,17 @@ func serveConfig(flags *pflag.FlagSet, getenv func(string) string) (serveSetting
 		return s, usagef("--log-format must be json or text, not %q", s.logFormat)
 	}
 	s.MasterKeyFile = value("master-key-file", envMasterKeyFile)
+	addr := func(flag, env string) string {
+		if v := value(flag, env); v != "off" {
+			return v
+		}
+		return ""
+	}
+	s.MQTTAddr = addr("mqtt-addr", envMQTTAddr)
+	s.MQTTWSAddr = addr("mqtt-ws-addr", envMQTTWSAddr)
+	s.MQTTTCPAddr = addr("mqtt-tcp-addr", envMQTTTCPAddr)
+	s.CoAPSAddr = addr("coaps-addr", envCoAPSAddr)
+	s.CoAPAddr = addr("coap-addr", envCoAPAddr)
 	return s, nil
 }
 
