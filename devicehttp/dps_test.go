@@ -379,7 +379,7 @@ func TestDPSBadRequests(t *testing.T) {
 	}
 }
 
-func verify(t *testing.T, leaf *x509.Certificate, chain []*x509.Certificate) {
+func verify(t testing.TB, leaf *x509.Certificate, chain []*x509.Certificate) {
 	t.Helper()
 	roots, inter := x509.NewCertPool(), x509.NewCertPool()
 	roots.AddCert(chain[len(chain)-1])

@@ -43,7 +43,7 @@ var _ Provisioner = (*provision.Service)(nil)
 // requested, not verified, as the server configures it), over the real
 // stack: SQLite, keyring, installation CA, registry, provisioning core.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *httptest.Server
 	st    *sqlite.Store
 	reg   *registry.Service
@@ -74,7 +74,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newEnv(t *testing.T, opts ...Option) *env {
+func newEnv(t testing.TB, opts ...Option) *env {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(filepath.Join(t.TempDir(), "gh.db"))
@@ -158,7 +158,7 @@ type resp struct {
 	body   []byte
 }
 
-func (r *resp) json(t *testing.T, v any) {
+func (r *resp) json(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("decode %s: %v", r.body, err)
@@ -228,7 +228,7 @@ func (e *env) devices() []string {
 
 // deriveDeviceKey is the DPS group key derivation, written out as
 // PROTOCOLS.md gives it: base64(HMAC-SHA256(base64decode(groupKey), regId)).
-func deriveDeviceKey(t *testing.T, groupKey, registrationID string) string {
+func deriveDeviceKey(t testing.TB, groupKey, registrationID string) string {
 	t.Helper()
 	k, err := base64.StdEncoding.DecodeString(groupKey)
 	if err != nil {
@@ -243,7 +243,7 @@ func deriveDeviceKey(t *testing.T, groupKey, registrationID string) string {
 // URL-encoded (C, C#, Java, Python) unless raw (Node sends it as is), the
 // signature over "{sr}\n{se}" with the base64-decoded device key,
 // URL-encoded in the token, skn after se.
-func sasToken(t *testing.T, deviceKey, scope, registrationID string, expiry time.Time, raw bool) string {
+func sasToken(t testing.TB, deviceKey, scope, registrationID string, expiry time.Time, raw bool) string {
 	t.Helper()
 	k, err := base64.StdEncoding.DecodeString(deviceKey)
 	if err != nil {
@@ -266,7 +266,7 @@ type testCA struct {
 	key  *ecdsa.PrivateKey
 }
 
-func newKey(t *testing.T) *ecdsa.PrivateKey {
+func newKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -275,7 +275,7 @@ func newKey(t *testing.T) *ecdsa.PrivateKey {
 	return k
 }
 
-func newRootCA(t *testing.T, cn string) *testCA {
+func newRootCA(t testing.TB, cn string) *testCA {
 	t.Helper()
 	key := newKey(t)
 	tmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: cn},
@@ -289,7 +289,7 @@ func newRootCA(t *testing.T, cn string) *testCA {
 	return &testCA{cert: c, key: key}
 }
 
-func (a *testCA) intermediate(t *testing.T, cn string) *testCA {
+func (a *testCA) intermediate(t testing.TB, cn string) *testCA {
 	t.Helper()
 	key := newKey(t)
 	tmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: cn},
@@ -304,7 +304,7 @@ func (a *testCA) intermediate(t *testing.T, cn string) *testCA {
 }
 
 // leaf issues a device (client) certificate with the registration ID as CN.
-func (a *testCA) leaf(t *testing.T, cn string) (*x509.Certificate, *ecdsa.PrivateKey) {
+func (a *testCA) leaf(t testing.TB, cn string) (*x509.Certificate, *ecdsa.PrivateKey) {
 	t.Helper()
 	key := newKey(t)
 	tmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: cn},
@@ -326,7 +326,7 @@ func serial() *big.Int {
 }
 
 // newCSR returns a DER PKCS #10 request for key.
-func newCSR(t *testing.T, key *ecdsa.PrivateKey, cn string) []byte {
+func newCSR(t testing.TB, key *ecdsa.PrivateKey, cn string) []byte {
 	t.Helper()
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}, key)
 	if err != nil {
@@ -339,7 +339,7 @@ func csrPEM(der []byte) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
 }
 
-func jsonBody(t *testing.T, v any) []byte {
+func jsonBody(t testing.TB, v any) []byte {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {

@@ -55,7 +55,7 @@ func parseCertsOnly(der []byte) ([]*x509.Certificate, error) {
 }
 
 // estCerts decodes an EST certs-only response.
-func estCerts(t *testing.T, r *resp) []*x509.Certificate {
+func estCerts(t testing.TB, r *resp) []*x509.Certificate {
 	t.Helper()
 	der, err := base64.StdEncoding.DecodeString(strings.NewReplacer("\r", "", "\n", "").Replace(string(r.body)))
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/registry"
 )
 
-func parsePEMChain(t *testing.T, s string) []*x509.Certificate {
+func parsePEMChain(t testing.TB, s string) []*x509.Certificate {
 	t.Helper()
 	var out []*x509.Certificate
 	rest := []byte(s)
