@@ -164,6 +164,16 @@ type Tx interface {
 	// registration ID.
 	PutRegistration(r *Registration) error
 
+	// GetDevices returns the devices of scope among ids that exist, keyed by
+	// ID, locking them until the transaction ends (bulk import reads a
+	// whole batch in a few statements instead of one per row).
+	GetDevices(scope string, ids []string) (map[string]*Device, error)
+	// CreateDevices stores new devices, each with its first state change
+	// (changes[i] belongs to ds[i]), in as few statements as the backend
+	// can. All or nothing: EConflict if any of them exists, and then none
+	// is written and the transaction stays usable.
+	CreateDevices(ds []*Device, changes []*StateChange) error
+
 	// PutSettingIfAbsent stores value under key unless the key exists, and
 	// returns the stored value either way: the first writer among several
 	// nodes wins.

@@ -49,6 +49,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Credentials", func(t *testing.T) { testCredentials(t, newStore) })
 	t.Run("Enrollments", func(t *testing.T) { testEnrollments(t, newStore) })
 	t.Run("Registrations", func(t *testing.T) { testRegistrations(t, newStore) })
+	t.Run("DeviceBatch", func(t *testing.T) { testDeviceBatch(t, newStore) })
 }
 
 func testReady(t *testing.T, s gatehouse.Store) {

@@ -1,0 +1,113 @@
+package postgres
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse"
+)
+
+// GetDevices implements gatehouse.Tx: one statement for the whole set,
+// rows locked until the transaction ends.
+func (t *Tx) GetDevices(scope string, ids []string) (map[string]*gatehouse.Device, error) {
+	out := make(map[string]*gatehouse.Device, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := t.tx.Query(t.ctx, `SELECT `+deviceColumns+` FROM devices WHERE scope = $1 AND id = ANY($2::text[]) FOR UPDATE`, scope, ids)
+	if err != nil {
+		return nil, t.fail("get devices", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		d, err := scanDevice(rows)
+		if err != nil {
+			return nil, t.fail("get devices", err)
+		}
+		out[d.ID] = d
+	}
+	if err := rows.Err(); err != nil {
+		return nil, t.fail("get devices", err)
+	}
+	return out, nil
+}
+
+// CreateDevices implements gatehouse.Tx: three statements whatever the
+// number of devices (arrays unnested server side), in a savepoint so that
+// a conflict part way leaves nothing and keeps the transaction usable.
+func (t *Tx) CreateDevices(ds []*gatehouse.Device, changes []*gatehouse.StateChange) error {
+	if len(ds) != len(changes) {
+		return fmt.Errorf("create devices: %d devices but %d state changes", len(ds), len(changes))
+	}
+	if len(ds) == 0 {
+		return nil
+	}
+	n := len(ds)
+	var (
+		scopes, ids, states, conns, enrollments, etags = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		tags                                           = make([]string, n)
+		configs, reporteds                             = make([][]byte, n), make([][]byte, n)
+		lastSeen                                       = make([]*time.Time, n)
+		created, updated                               = make([]time.Time, n), make([]time.Time, n)
+		tScopes, tIDs, tKeys, tValues                  []string
+		hFrom, hTo, hActor, hReason                    = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		hTime                                          = make([]time.Time, n)
+	)
+	for i, d := range ds {
+		js, keys, values, err := tagParams(d.Tags)
+		if err != nil {
+			return fmt.Errorf("create devices: %w", err)
+		}
+		scopes[i], ids[i], states[i], conns[i] = d.Scope, d.ID, string(d.State), string(d.Connection.Status)
+		lastSeen[i], tags[i], configs[i], reporteds[i] = d.Connection.LastSeen, string(js), nonNil(d.Config), nonNil(d.Reported)
+		enrollments[i], created[i], updated[i], etags[i] = d.Enrollment, d.CreatedAt, d.UpdatedAt, d.ETag
+		for range keys {
+			tScopes, tIDs = append(tScopes, d.Scope), append(tIDs, d.ID)
+		}
+		tKeys, tValues = append(tKeys, keys...), append(tValues, values...)
+		c := changes[i]
+		hFrom[i], hTo[i], hActor[i], hReason[i], hTime[i] = string(c.From), string(c.To), c.Actor, c.Reason, c.Time
+	}
+	sp, err := t.tx.Begin(t.ctx)
+	if err != nil {
+		return t.fail("create devices", err)
+	}
+	var inserted int64
+	err = sp.QueryRow(t.ctx, `
+		WITH d AS (
+			INSERT INTO devices (`+deviceColumns+`)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[],
+				$7::bytea[], $8::bytea[], $9::text[], $10::timestamptz[], $11::timestamptz[], $12::text[])
+			ON CONFLICT DO NOTHING
+			RETURNING 1
+		)
+		SELECT count(*) FROM d`,
+		scopes, ids, states, conns, lastSeen, tags, configs, reporteds, enrollments, created, updated, etags).Scan(&inserted)
+	if err == nil && inserted != int64(n) {
+		sp.Rollback(t.ctx)
+		return gatehouse.Errorf(gatehouse.EConflict, "%d of %d devices already exist in scope %q", int64(n)-inserted, n, ds[0].Scope)
+	}
+	if err == nil && len(tKeys) > 0 {
+		_, err = sp.Exec(t.ctx, `INSERT INTO device_tags (scope, device_id, key, value)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])`, tScopes, tIDs, tKeys, tValues)
+	}
+	if err == nil {
+		_, err = sp.Exec(t.ctx, `INSERT INTO device_history (scope, device_id, from_state, to_state, actor, reason, time)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])`,
+			scopes, ids, hFrom, hTo, hActor, hReason, hTime)
+	}
+	if err != nil {
+		if rerr := sp.Rollback(t.ctx); rerr != nil {
+			return t.fail("create devices", rerr)
+		}
+		e := mapErr("create devices", err)
+		if gatehouse.ErrorCode(e) == gatehouse.EConflict || gatehouse.ErrorCode(e) == gatehouse.ENotFound {
+			return e // rolled back to the savepoint: the transaction goes on
+		}
+		return t.check(e)
+	}
+	if err := sp.Commit(t.ctx); err != nil {
+		return t.fail("create devices", err)
+	}
+	return nil
+}
