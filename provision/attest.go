@@ -14,7 +14,11 @@ import (
 type match struct {
 	enrollment   *gatehouse.Enrollment
 	consumeToken bool
+	kind         gatehouse.CredentialKind // what the device proved itself with
+	slot         string                   // primary or secondary, for symmetric keys
 }
+
+var slots = []string{"primary", "secondary"}
 
 var (
 	// One message for both: a device (or a prober) cannot tell a missing
@@ -93,10 +97,11 @@ func (s *Service) attestSAS(ctx context.Context, req Request) (*match, error) {
 			if err != nil {
 				return nil, err
 			}
-			if _, err := attest.VerifySASWithKeys(sas, [][]byte{sec.PrimaryKey, sec.SecondaryKey}, now, s.maxSASLifetime); err != nil {
+			i, err := attest.VerifySASWithKeys(sas, [][]byte{sec.PrimaryKey, sec.SecondaryKey}, now, s.maxSASLifetime)
+			if err != nil {
 				return nil, err
 			}
-			return &match{enrollment: e}, nil
+			return &match{enrollment: e, kind: gatehouse.CredentialSymmetricKey, slot: slots[i]}, nil
 		}
 	}
 	groups, err := s.groupsOf(ctx, req.Scope, gatehouse.AttestSymmetricKey)
@@ -116,8 +121,8 @@ func (s *Service) attestSAS(ctx context.Context, req Request) (*match, error) {
 			return nil, err
 		}
 		keys := [][]byte{attest.DeriveDeviceKey(sec.PrimaryKey, req.RegistrationID), attest.DeriveDeviceKey(sec.SecondaryKey, req.RegistrationID)}
-		if _, err := attest.VerifySASWithKeys(sas, keys, now, s.maxSASLifetime); err == nil {
-			return &match{enrollment: g}, nil
+		if i, err := attest.VerifySASWithKeys(sas, keys, now, s.maxSASLifetime); err == nil {
+			return &match{enrollment: g, kind: gatehouse.CredentialSymmetricKey, slot: slots[i]}, nil
 		} else {
 			lastErr = err
 		}
@@ -137,7 +142,7 @@ func (s *Service) attestToken(ctx context.Context, req Request) (*match, error) 
 		if !attest.TokenMatches(e.Attestation.TokenHash, req.Token) {
 			return nil, failed("bad_token")
 		}
-		return &match{enrollment: e, consumeToken: true}, nil
+		return &match{enrollment: e, consumeToken: true, kind: gatehouse.CredentialToken}, nil
 	}
 	groups, err := s.groupsOf(ctx, req.Scope, gatehouse.AttestToken)
 	if err != nil {
@@ -154,7 +159,7 @@ func (s *Service) attestToken(ctx context.Context, req Request) (*match, error) 
 			if g.Attestation.MaxUses > 0 && g.Attestation.Uses >= g.Attestation.MaxUses {
 				return nil, failed("token_used_up")
 			}
-			return &match{enrollment: g, consumeToken: true}, nil
+			return &match{enrollment: g, consumeToken: true, kind: gatehouse.CredentialToken}, nil
 		}
 	}
 	return nil, failed("bad_token")

@@ -500,3 +500,37 @@ func TestKeyRotation(t *testing.T) {
 	_, err = f.reg.RotateEnrollmentKey(f.ctx, f.admin, "default", "solo", "tertiary")
 	wantCode(t, err, gatehouse.EInvalid)
 }
+
+func TestSecretCredentialRecords(t *testing.T) {
+	f := newFixture(t)
+	g := f.enroll(t, `{"id":"g","type":"group","attestation":{"type":"symmetric_key"}}`)
+	tok := f.enroll(t, `{"id":"t","type":"group","attestation":{"type":"token","maxUses":3}}`)
+	if _, err := f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: "k-1", SAS: sasFor(t, g.Attestation.SecondaryKey, "k-1", true)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: "t-1", Token: tok.Attestation.Token}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		id   string
+		kind gatehouse.CredentialKind
+		slot string
+	}{{"k-1", gatehouse.CredentialSymmetricKey, "secondary"}, {"t-1", gatehouse.CredentialToken, ""}} {
+		creds, err := f.reg.DeviceCredentials(f.ctx, f.admin, "default", c.id)
+		if err != nil || len(creds) != 1 {
+			t.Fatalf("%s credentials: %v %v", c.id, creds, err)
+		}
+		if creds[0].Kind != c.kind || creds[0].Slot != c.slot || creds[0].Status != gatehouse.CredentialActive {
+			t.Errorf("%s credential = %+v", c.id, creds[0])
+		}
+	}
+	d, _ := f.reg.DeviceByID(f.ctx, "default", "k-1")
+	if err := f.reg.SymmetricKeyUsable(f.ctx, d); err != nil {
+		t.Errorf("active key reported unusable: %v", err)
+	}
+	// Decommissioning revokes the key record too.
+	if _, err := f.reg.SetState(f.ctx, f.admin, "default", "k-1", gatehouse.StateDecommissioned, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, f.reg.SymmetricKeyUsable(f.ctx, d), gatehouse.EUnauthenticated)
+}

@@ -243,7 +243,8 @@ func (s *Service) provision(ctx context.Context, req Request, m *match, csr *x50
 		return nil, gatehouse.Errorf(gatehouse.ECSRInvalid, "this enrollment issues no certificates (its certificate policy is none)")
 	}
 	commit := registry.ProvisionCommit{Scope: req.Scope, RegistrationID: req.RegistrationID, EnrollmentID: e.ID,
-		DeviceID: deviceID, OperationID: operationID, Dialect: req.Dialect, Force: req.Force, ConsumeToken: m.consumeToken, CSR: csr}
+		DeviceID: deviceID, OperationID: operationID, Dialect: req.Dialect, Force: req.Force, ConsumeToken: m.consumeToken, CSR: csr,
+		ProvedWith: m.kind, KeySlot: m.slot}
 	secrets, err := s.enrollmentSecrets(e)
 	if err != nil {
 		return nil, err

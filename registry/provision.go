@@ -26,6 +26,11 @@ type ProvisionCommit struct {
 	Dialect        string
 	Force          bool // forceRegistration: re-provision even under ReprovisionNever
 	ConsumeToken   bool // a bootstrap token was used: count it against maxUses
+	// ProvedWith is the kind of secret the device attested with
+	// (symmetric_key or token; x509 needs no record: the factory
+	// certificate is the enrollment's). KeySlot names the key's slot.
+	ProvedWith gatehouse.CredentialKind
+	KeySlot    string
 	CSR            *x509.CertificateRequest
 	CertDER        []byte // the certificate already signed for CSR (signing happens outside the transaction)
 	AssignedHub    string
@@ -165,6 +170,9 @@ func (s *Service) commitProvision(ctx context.Context, c ProvisionCommit) (*Prov
 				}
 			}
 		}
+		if err := s.recordSecretCredential(tx, ev, c, d, actor, now); err != nil {
+			return err
+		}
 		if cert != nil {
 			sum := sha256.Sum256(c.CertDER)
 			nb, na := cert.NotBefore.UTC(), cert.NotAfter.UTC()
@@ -295,4 +303,63 @@ func (s *Service) GetRegistration(ctx context.Context, p *gatehouse.Principal, s
 		return nil, gatehouse.Errorf(gatehouse.ENotFound, "no registration %q in scope %q", registrationID, scope)
 	}
 	return r, err
+}
+
+// SecretCredentialID names a device's symmetric-key or token credential
+// record. It includes the device's creation time, so a device deleted and
+// enrolled again starts with a fresh record rather than its revoked one.
+func SecretCredentialID(kind gatehouse.CredentialKind, d *gatehouse.Device) string {
+	sum := sha256.Sum256([]byte(d.ID + "\x00" + d.CreatedAt.UTC().Format(time.RFC3339Nano)))
+	prefix := "key-"
+	if kind == gatehouse.CredentialToken {
+		prefix = "tok-"
+	}
+	return prefix + hex.EncodeToString(sum[:12])
+}
+
+// recordSecretCredential keeps a credential record for the symmetric key
+// or bootstrap token a device provisioned with, so that its credential list
+// is complete and an operator can revoke it (a revoked key refuses the
+// device at its next registration or connection).
+func (s *Service) recordSecretCredential(tx gatehouse.Tx, ev *eventLog, c ProvisionCommit, d *gatehouse.Device, actor string, now time.Time) error {
+	if c.ProvedWith != gatehouse.CredentialSymmetricKey && c.ProvedWith != gatehouse.CredentialToken {
+		return nil
+	}
+	id := SecretCredentialID(c.ProvedWith, d)
+	cur, err := tx.GetCredential(c.Scope, id)
+	switch {
+	case err == nil && cur.Status == gatehouse.CredentialRevoked:
+		return gatehouse.Errorf(gatehouse.EAttestationFailed, "attestation failed")
+	case err == nil:
+		if cur.Slot == c.KeySlot {
+			return nil
+		}
+		cur.Slot = c.KeySlot
+		return tx.UpdateCredential(cur)
+	case gatehouse.ErrorCode(err) != gatehouse.ENotFound:
+		return err
+	}
+	cred := &gatehouse.Credential{ID: id, Scope: c.Scope, DeviceID: d.ID, Kind: c.ProvedWith, Status: gatehouse.CredentialActive,
+		Slot: c.KeySlot, CreatedAt: now}
+	if err := tx.CreateCredential(cred); err != nil {
+		return err
+	}
+	return ev.append(c.Scope, gatehouse.EventCredentialIssued, actor, gatehouse.DeviceSubject(d.ID), now,
+		map[string]any{"deviceId": d.ID, "kind": cred.Kind, "id": id, "enrollmentId": c.EnrollmentID})
+}
+
+// SymmetricKeyUsable reports whether a device's symmetric-key credential
+// (if it has a record) is still active: protocol front ends check it
+// before accepting a SAS token signed with the device's key.
+func (s *Service) SymmetricKeyUsable(ctx context.Context, d *gatehouse.Device) error {
+	c, err := s.store.GetCredential(ctx, d.Scope, SecretCredentialID(gatehouse.CredentialSymmetricKey, d))
+	switch {
+	case gatehouse.ErrorCode(err) == gatehouse.ENotFound:
+		return nil
+	case err != nil:
+		return err
+	case c.Status == gatehouse.CredentialRevoked:
+		return gatehouse.Errorf(gatehouse.EUnauthenticated, "the device's key was revoked")
+	}
+	return nil
 }
