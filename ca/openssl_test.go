@@ -21,7 +21,7 @@ func openssl(t *testing.T, dir string, args ...string) string {
 	t.Helper()
 	path, err := exec.LookPath("openssl")
 	if err != nil {
-		t.Skip("openssl is not installed")
+		t.Fatal("openssl is not installed (scripts/test installs it)")
 	}
 	cmd := exec.Command(path, args...)
 	cmd.Dir = dir

@@ -284,7 +284,7 @@ func TestESTBadRequests(t *testing.T) {
 func TestESTShellScript(t *testing.T) {
 	for _, tool := range []string{"bash", "curl", "openssl", "base64"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
+			t.Fatalf("%s not installed (scripts/test installs it)", tool)
 		}
 	}
 	e := newEnv(t)

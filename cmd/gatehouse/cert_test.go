@@ -30,7 +30,7 @@ type sslTool struct {
 func newSSL(t *testing.T) *sslTool {
 	t.Helper()
 	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not in PATH")
+		t.Fatal("openssl not in PATH (scripts/test installs it)")
 	}
 	return &sslTool{t: t, dir: t.TempDir()}
 }

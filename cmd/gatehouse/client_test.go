@@ -36,7 +36,7 @@ func TestDataDirDiscovery(t *testing.T) {
 	t.Run("default data dir", func(t *testing.T) {
 		cwd := t.TempDir()
 		if err := os.Symlink(n.dir, filepath.Join(cwd, "gatehouse-data")); err != nil {
-			t.Skip(err)
+			t.Fatal(err)
 		}
 		t.Chdir(cwd)
 		if r := ghEnv(t, nil, "scope", "list"); r.code != 0 || !strings.Contains(r.stdout, "default") {
