@@ -3,13 +3,94 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+
+	"github.com/gatehouse-iot/gatehouse/ca"
+	"github.com/gatehouse-iot/gatehouse/mqttapi"
 )
 
-// startMQTT starts the MQTT listeners configured (none yet: the MQTT front
-// end is being built; this file is its wiring point).
+// mqttNode is a node's MQTT front end. It lives beside Server (keyed by
+// it) so that this file alone wires MQTT in.
+type mqttNode struct {
+	broker *mqttapi.Broker
+	addr   net.Addr // the MQTT-over-TLS listener's bound address
+}
+
+var mqttNodes sync.Map // *Server -> *mqttNode
+
+// startMQTT starts the MQTT listeners configured: MQTT over TLS
+// (MQTTAddr), over secure WebSocket (MQTTWSAddr) and plain (MQTTTCPAddr,
+// only when set). TLS asks for a client certificate without verifying it:
+// the registry verifies each chain against the scope it names.
 func (s *Server) startMQTT(ctx context.Context, cert tls.Certificate) error {
+	cfg := s.cfg
+	if cfg.MQTTAddr == "" && cfg.MQTTWSAddr == "" && cfg.MQTTTCPAddr == "" {
+		return nil
+	}
+	b := mqttapi.New(s.registry, s.provision, mqttapi.WithLogger(s.log.With("front_end", "mqtt")))
+	n := &mqttNode{broker: b}
+	tlsConfig := ca.ServerTLSConfig(cert)
+	tlsConfig.ClientAuth = tls.RequestClientCert
+	tlsConfig.NextProtos = nil
+	if cfg.MQTTAddr != "" {
+		addr, err := b.ListenTLS(cfg.MQTTAddr, tlsConfig)
+		if err != nil {
+			b.Close()
+			return err
+		}
+		n.addr = addr
+	}
+	if cfg.MQTTWSAddr != "" {
+		if err := b.ListenWebSocket(cfg.MQTTWSAddr, tlsConfig.Clone()); err != nil {
+			b.Close()
+			return fmt.Errorf("mqtt websocket: %w", err)
+		}
+	}
+	if cfg.MQTTTCPAddr != "" {
+		if _, err := b.ListenTCP(cfg.MQTTTCPAddr); err != nil {
+			b.Close()
+			return err
+		}
+	}
+	if err := b.Start(ctx); err != nil {
+		b.Close()
+		return err
+	}
+	mqttNodes.Store(s, n)
+	s.log.Info("mqtt serving", "tls", cfg.MQTTAddr, "wss", cfg.MQTTWSAddr, "tcp", cfg.MQTTTCPAddr)
 	return nil
 }
 
 // stopMQTT closes the MQTT listeners and sessions.
-func (s *Server) stopMQTT() error { return nil }
+func (s *Server) stopMQTT() error {
+	v, ok := mqttNodes.LoadAndDelete(s)
+	if !ok {
+		return nil
+	}
+	return v.(*mqttNode).broker.Close()
+}
+
+// MQTTAddr is the address the MQTT-over-TLS listener is bound to, or nil.
+func (s *Server) MQTTAddr() net.Addr {
+	if v, ok := mqttNodes.Load(s); ok {
+		return v.(*mqttNode).addr
+	}
+	return nil
+}
+
+// MQTTBroker returns the node's broker, or nil (for tests and metrics).
+func (s *Server) MQTTBroker() *mqttapi.Broker {
+	if v, ok := mqttNodes.Load(s); ok {
+		return v.(*mqttNode).broker
+	}
+	return nil
+}
+
+// mqttHookHandler answers an external broker's authentication and
+// authorisation questions (EMQX 5 HTTP hooks): mount it at /hooks/emqx/.
+func (s *Server) mqttHookHandler() http.Handler {
+	return http.StripPrefix("/hooks/emqx", mqttapi.NewHookHandler(s.registry, s.provision, mqttapi.WithHookLogger(s.log.With("front_end", "emqx_hook"))))
+}

@@ -1,0 +1,238 @@
+package mqttapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse"
+	"github.com/gatehouse-iot/gatehouse/attest"
+	"github.com/gatehouse-iot/gatehouse/ca"
+)
+
+// HookOption configures the external broker hook.
+type HookOption func(*hookHandler)
+
+// WithHookLogger sets the hook's logger.
+func WithHookLogger(l *slog.Logger) HookOption { return func(h *hookHandler) { h.log = l } }
+
+// WithHookSecret requires "Authorization: Bearer {secret}" on every hook
+// request (configure it as a header of the broker's HTTP authenticator).
+func WithHookSecret(secret string) HookOption { return func(h *hookHandler) { h.secret = secret } }
+
+// WithHookClock sets the time source.
+func WithHookClock(now func() time.Time) HookOption { return func(h *hookHandler) { h.now = now } }
+
+type hookHandler struct {
+	reg    Registry
+	prov   Provisioner
+	log    *slog.Logger
+	secret string
+	now    func() time.Time
+}
+
+// NewHookHandler returns the HTTP hook an external broker (EMQX 5 HTTP
+// authentication and authorisation, or Mosquitto through an HTTP auth
+// plugin) asks: POST {prefix}/authn and POST {prefix}/authz, JSON in and
+// out. See docs/mqtt.md for the request templates.
+func NewHookHandler(reg Registry, prov Provisioner, opts ...HookOption) http.Handler {
+	h := &hookHandler{reg: reg, prov: prov, log: slog.New(slog.DiscardHandler), now: time.Now}
+	for _, o := range opts {
+		o(h)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /authn", h.authn)
+	mux.HandleFunc("POST /authz", h.authz)
+	return mux
+}
+
+// HookRequest is what the broker sends (its placeholders filled in).
+// Everything is optional; what is present decides how the client is
+// authenticated.
+type HookRequest struct {
+	ClientID string `json:"clientid"`
+	Username string `json:"username"`
+	Password string `json:"password"`
+	PeerHost string `json:"peerhost"`
+	CertPEM  string `json:"cert_pem"` // the client's certificate (and chain), PEM
+	CertCN   string `json:"cert_common_name"`
+	Scope    string `json:"scope"` // for authz: ${client_attrs.scope}; default from username, else "default"
+	Action   string `json:"action"`
+	Topic    string `json:"topic"`
+}
+
+// HookACLRule is one EMQX ACL rule.
+type HookACLRule struct {
+	Permission string `json:"permission"`
+	Action     string `json:"action"`
+	Topic      string `json:"topic"`
+}
+
+// HookResponse is the answer.
+type HookResponse struct {
+	Result      string            `json:"result"` // allow | deny | ignore
+	IsSuperuser bool              `json:"is_superuser"`
+	ACL         []HookACLRule     `json:"acl,omitempty"`
+	ExpireAt    int64             `json:"expire_at,omitempty"`
+	ClientAttrs map[string]string `json:"client_attrs,omitempty"`
+}
+
+func (h *hookHandler) decode(w http.ResponseWriter, r *http.Request) (*HookRequest, bool) {
+	if h.secret != "" {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(h.secret)) != 1 {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return nil, false
+		}
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err != nil {
+		http.Error(w, "read body", http.StatusBadRequest)
+		return nil, false
+	}
+	var in HookRequest
+	if err := json.Unmarshal(body, &in); err != nil {
+		http.Error(w, "the body must be a JSON object", http.StatusBadRequest)
+		return nil, false
+	}
+	return &in, true
+}
+
+func writeHook(w http.ResponseWriter, resp HookResponse) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(resp)
+}
+
+// deviceACL is a device's topic policy as EMQX rules, first match wins.
+func deviceACL(id string) []HookACLRule {
+	return []HookACLRule{
+		{Permission: "deny", Action: "publish", Topic: "eq " + ConfigTopic(id)},
+		{Permission: "allow", Action: "all", Topic: "eq " + devicesPrefix + id + "/#"},
+		{Permission: "allow", Action: "all", Topic: devicesPrefix + id + "/#"},
+		{Permission: "deny", Action: "all", Topic: "#"},
+	}
+}
+
+// authn authenticates a device by its certificate (cert_pem) or a SAS
+// token (username {scope}/{deviceId}, password). A request with neither is
+// "ignore" (the broker's next authenticator decides); a failed one "deny".
+func (h *hookHandler) authn(w http.ResponseWriter, r *http.Request) {
+	in, ok := h.decode(w, r)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	var (
+		d      *gatehouse.Device
+		expire time.Time
+		err    error
+	)
+	switch {
+	case strings.TrimSpace(in.CertPEM) != "":
+		var chain []*x509.Certificate
+		rest := []byte(in.CertPEM)
+		for len(chain) < 8 {
+			var blk *pem.Block
+			blk, rest = pem.Decode(rest)
+			if blk == nil {
+				break
+			}
+			c, perr := x509.ParseCertificate(blk.Bytes)
+			if perr != nil {
+				break
+			}
+			chain = append(chain, c)
+		}
+		if len(chain) == 0 {
+			writeHook(w, HookResponse{Result: "deny"})
+			return
+		}
+		scope, id, ierr := ca.IdentityFromCertificate(chain[0])
+		if ierr != nil || in.ClientID != "" && in.ClientID != id {
+			writeHook(w, HookResponse{Result: "deny"})
+			return
+		}
+		d, _, err = h.reg.AuthenticateCertificate(ctx, scope, chain[0], chain[1:])
+		expire = chain[0].NotAfter
+	case in.Password != "" && in.Username != "":
+		scope, id, ok := parseDeviceUsername(in.Username)
+		if !ok || in.ClientID != "" && in.ClientID != id {
+			writeHook(w, HookResponse{Result: "deny"})
+			return
+		}
+		sas, perr := attest.ParseSAS(in.Password)
+		if perr != nil {
+			writeHook(w, HookResponse{Result: "deny"})
+			return
+		}
+		d, err = h.prov.AuthenticateDeviceSAS(ctx, scope, id, in.Password)
+		expire = sas.Expiry
+	default:
+		writeHook(w, HookResponse{Result: "ignore"})
+		return
+	}
+	if err != nil {
+		switch gatehouse.ErrorCode(err) {
+		case gatehouse.EInternal, gatehouse.EUnavailable:
+			h.log.Error("emqx hook: authenticate", "err", err)
+			http.Error(w, "unavailable", http.StatusServiceUnavailable) // the broker treats it as ignore/deny per its config
+			return
+		}
+		h.log.Info("emqx hook: authentication refused", "client_id", truncate(in.ClientID, 64), "peer", in.PeerHost, "err", err)
+		writeHook(w, HookResponse{Result: "deny"})
+		return
+	}
+	h.reg.DeviceSeen(d.Scope, d.ID, "mqtt-external")
+	writeHook(w, HookResponse{Result: "allow", ACL: deviceACL(d.ID), ExpireAt: expire.Unix(),
+		ClientAttrs: map[string]string{"scope": d.Scope, "device_id": d.ID}})
+}
+
+// authz answers one publish or subscribe: the device (named by the
+// client ID, its scope by scope or the username) must exist in a state
+// that may authenticate, and the topic must be its own.
+func (h *hookHandler) authz(w http.ResponseWriter, r *http.Request) {
+	in, ok := h.decode(w, r)
+	if !ok {
+		return
+	}
+	scope, id := in.Scope, in.ClientID
+	if sc, uid, ok := parseDeviceUsername(in.Username); ok && uid == id && scope == "" {
+		scope = sc
+	}
+	if scope == "" {
+		scope = gatehouse.DefaultScope
+	}
+	if gatehouse.ValidateScopeID(scope) != nil || gatehouse.ValidateDeviceID(id) != nil {
+		writeHook(w, HookResponse{Result: "deny"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	d, err := h.reg.DeviceByID(ctx, scope, id)
+	if err != nil || !d.State.CanAuthenticate() {
+		if err != nil && gatehouse.ErrorCode(err) != gatehouse.ENotFound {
+			h.log.Error("emqx hook: read device", "scope", scope, "device_id", id, "err", err)
+		}
+		writeHook(w, HookResponse{Result: "deny"})
+		return
+	}
+	s := &session{kind: kindDevice, scope: scope, id: id}
+	write := in.Action == "publish"
+	if !write && in.Action != "subscribe" {
+		writeHook(w, HookResponse{Result: "deny"})
+		return
+	}
+	if s.allowed(in.Topic, write) {
+		writeHook(w, HookResponse{Result: "allow"})
+		return
+	}
+	writeHook(w, HookResponse{Result: "deny"})
+}
