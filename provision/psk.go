@@ -68,10 +68,11 @@ var decoySecret = func() []byte {
 	return b
 }()
 
-// decoyPSK is what an identity that names no key gets: a handshake with it
+// DecoyPSK is what an identity that names no key gets: a handshake with it
 // fails exactly as one with a wrong key does (same alert, same work), so a
-// prober cannot enumerate registration IDs.
-func decoyPSK(identity string) []byte {
+// prober cannot enumerate registration IDs. Front ends use it for
+// identities that do not even parse.
+func DecoyPSK(identity string) []byte {
 	m := hmac.New(sha256.New, decoySecret)
 	m.Write([]byte(identity))
 	return m.Sum(nil)
@@ -94,14 +95,14 @@ func (s *Service) DevicePSK(ctx context.Context, scope, enrollmentID, registrati
 		return nil, err
 	}
 	if e == nil {
-		return decoyPSK(id.String()), nil
+		return DecoyPSK(id.String()), nil
 	}
 	sec, err := s.enrollmentSecrets(e)
 	if err != nil {
 		return nil, err
 	}
 	if len(sec.PrimaryKey) == 0 {
-		return decoyPSK(id.String()), nil
+		return DecoyPSK(id.String()), nil
 	}
 	if e.Type == gatehouse.EnrollmentIndividual {
 		return sec.PrimaryKey, nil
