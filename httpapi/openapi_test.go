@@ -157,8 +157,8 @@ func TestOpenAPI(t *testing.T) {
 // The media types the handlers read and write. Most of the API is JSON;
 // the certificate authority also speaks the formats PKI tools expect.
 var (
-	bodyMediaTypes     = []string{mediaJSON, mediaMergePatch, mediaOCSPRequest}
-	responseMediaTypes = []string{mediaJSON, mediaPEMChain, mediaCRL, mediaPEMFile, mediaOCSPResponse, "text/event-stream"}
+	bodyMediaTypes     = []string{mediaJSON, mediaMergePatch, mediaOCSPRequest, mediaCSV, mediaNDJSON}
+	responseMediaTypes = []string{mediaJSON, mediaPEMChain, mediaCRL, mediaPEMFile, mediaOCSPResponse, "text/event-stream", mediaCSV, mediaNDJSON}
 )
 
 // resolve follows a local $ref.

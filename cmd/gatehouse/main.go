@@ -208,7 +208,8 @@ commands read them from there.`,
 	f.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 
 	root.AddCommand(a.serveCommand(), a.scopeCommand(), a.tokenCommand(), a.deviceCommand(), a.eventsCommand(),
-		a.caCommand(), a.certCommand(), a.crlCommand(), a.enrollmentCommand(), a.registrationCommand())
+		a.caCommand(), a.certCommand(), a.crlCommand(), a.enrollmentCommand(), a.registrationCommand(),
+		a.importCommand())
 	return root
 }
 

@@ -1,0 +1,521 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"hash/maphash"
+	"io"
+	"maps"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse"
+)
+
+// ImportMode says what an import does with each record.
+type ImportMode string
+
+const (
+	// ImportCreate creates devices. A record whose device exists already
+	// with the same state, tags and config is "unchanged" (so running the
+	// same file again ends the same way); one that differs is a conflict.
+	ImportCreate ImportMode = "create"
+	// ImportUpsert creates missing devices and updates existing ones.
+	ImportUpsert ImportMode = "upsert"
+	// ImportUpdate updates existing devices; a missing one is not_found.
+	ImportUpdate ImportMode = "update"
+	// ImportDelete deletes devices (as DeleteDevice would); a missing one
+	// is "unchanged".
+	ImportDelete ImportMode = "delete"
+)
+
+// Valid reports whether m is a known mode.
+func (m ImportMode) Valid() bool {
+	return m == ImportCreate || m == ImportUpsert || m == ImportUpdate || m == ImportDelete
+}
+
+// EventDevicesImported summarises one committed batch of an import: the
+// devices it created and updated. Lifecycle changes an import makes (a new
+// state, a deletion, a revoked credential) keep their own per-device
+// events, which live enforcement follows.
+const EventDevicesImported = "devices.imported"
+
+// ImportBatchSize is how many records share one transaction. Larger
+// batches write faster but hold the SQLite writer longer.
+const ImportBatchSize = 1000
+
+// ImportRequest is one import: its mode, the file's format and its body.
+type ImportRequest struct {
+	Mode   ImportMode
+	Format ImportFormat
+	Body   io.Reader
+}
+
+// Import row statuses.
+const (
+	ImportCreated   = "created"
+	ImportUpdated   = "updated"
+	ImportDeleted   = "deleted"
+	ImportUnchanged = "unchanged"
+)
+
+// ImportResult is the outcome of one record.
+type ImportResult struct {
+	Row     int    `json:"row"`
+	ID      string `json:"id,omitempty"`
+	OK      bool   `json:"ok"`
+	Status  string `json:"status,omitempty"` // created, updated, deleted, unchanged
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// ImportSummary counts an import's records. Complete is false if the
+// import stopped before the end of the file (Error says why); the records
+// reported until then stand.
+type ImportSummary struct {
+	Rows      int          `json:"rows"`
+	OK        int          `json:"ok"`
+	Rejected  int          `json:"rejected"`
+	Created   int          `json:"created"`
+	Updated   int          `json:"updated"`
+	Deleted   int          `json:"deleted"`
+	Unchanged int          `json:"unchanged"`
+	Complete  bool         `json:"complete"`
+	Error     *ImportError `json:"error,omitempty"`
+}
+
+// ImportError is why an import stopped early.
+type ImportError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (s *ImportSummary) count(rs []ImportResult) {
+	for _, r := range rs {
+		s.Rows++
+		if !r.OK {
+			s.Rejected++
+			continue
+		}
+		s.OK++
+		switch r.Status {
+		case ImportCreated:
+			s.Created++
+		case ImportUpdated:
+			s.Updated++
+		case ImportDeleted:
+			s.Deleted++
+		default:
+			s.Unchanged++
+		}
+	}
+}
+
+// importBatch is a run of records on its way to one transaction. results
+// is filled for every record refused before the transaction (rows whose
+// result is empty are applied in it); cand holds the device a record
+// would create.
+type importBatch struct {
+	recs    []*ImportRecord
+	cand    []*gatehouse.Device
+	results []ImportResult
+}
+
+// ImportDevices reads req.Body record by record and applies it in batches
+// of ImportBatchSize, one transaction each, reporting every record's
+// outcome, in file order, through emit (once per committed batch). A bad
+// record is reported and never stops the others; a batch commits whole or
+// not at all, with its events.
+//
+// An error returned means nothing was imported (no permission, no such
+// scope, a file whose header is wrong); emit was not called. Once records
+// flow, a failure that ends the import early (the body breaks off, the
+// database fails) is reported in the summary instead.
+func (s *Service) ImportDevices(ctx context.Context, p *gatehouse.Principal, scope string, req ImportRequest, emit func([]ImportResult) error) (*ImportSummary, error) {
+	if err := p.Authorize(scope, gatehouse.RoleOperator); err != nil {
+		return nil, err
+	}
+	if !req.Mode.Valid() {
+		return nil, gatehouse.Errorf(gatehouse.EInvalid, "unknown import mode %q; use create, upsert, update or delete", truncate(string(req.Mode), 32))
+	}
+	if _, err := s.scope(ctx, scope); err != nil {
+		return nil, err
+	}
+	rd, err := NewImportReader(req.Body, req.Format)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan *importBatch, 4)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		readErr <- s.readImport(ctx, rd, req.Mode, scope, batches)
+	}()
+
+	sum := &ImportSummary{}
+	actor := p.Actor()
+	for b := range batches {
+		if err := s.commitImport(ctx, scope, req.Mode, actor, b); err != nil {
+			sum.Error = importError(err)
+			return sum, nil // the reader ends with ctx
+		}
+		sum.count(b.results)
+		if err := emit(b.results); err != nil {
+			sum.Error = importError(err)
+			return sum, nil
+		}
+	}
+	if err := <-readErr; err != nil {
+		sum.Error = importError(err)
+		return sum, nil
+	}
+	sum.Complete = true
+	return sum, nil
+}
+
+func importError(err error) *ImportError {
+	if errors.Is(err, context.Canceled) {
+		return &ImportError{Code: gatehouse.EUnavailable, Message: "the import was interrupted"}
+	}
+	return &ImportError{Code: gatehouse.ErrorCode(err), Message: gatehouse.ErrorMessage(err)}
+}
+
+// readImport parses and checks records, outside any transaction, and
+// hands them on in batches.
+func (s *Service) readImport(ctx context.Context, rd *ImportReader, mode ImportMode, scope string, out chan<- *importBatch) error {
+	// Rows by ID hash, to refuse an ID seen earlier in the file: 12 bytes
+	// an entry, not the IDs themselves. A hash collision (odds ~1e-8 at a
+	// million rows) would refuse a row as a duplicate, never apply one twice.
+	seed := maphash.MakeSeed()
+	seen := map[uint64]int32{}
+	b := newImportBatch()
+	send := func() bool {
+		select {
+		case out <- b:
+			b = newImportBatch()
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	for {
+		rec, err := rd.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if len(b.recs) > 0 {
+				send()
+			}
+			return err
+		}
+		res := ImportResult{Row: rec.Row, ID: rec.ID}
+		cand, err := prepareImport(rec, mode, scope)
+		if err == nil {
+			h := maphash.String(seed, rec.ID)
+			if first, dup := seen[h]; dup {
+				err = gatehouse.Errorf(gatehouse.EConflict, "device %q appears earlier in this file (row %d); each ID may appear once", rec.ID, first)
+			} else {
+				seen[h] = int32(rec.Row)
+			}
+		}
+		if err != nil {
+			res.Code, res.Message = gatehouse.ErrorCode(err), gatehouse.ErrorMessage(err)
+		}
+		b.recs = append(b.recs, rec)
+		b.cand = append(b.cand, cand)
+		b.results = append(b.results, res)
+		if len(b.recs) == ImportBatchSize && !send() {
+			return ctx.Err()
+		}
+	}
+	if len(b.recs) > 0 && !send() {
+		return ctx.Err()
+	}
+	return nil
+}
+
+func newImportBatch() *importBatch {
+	return &importBatch{
+		recs:    make([]*ImportRecord, 0, ImportBatchSize),
+		cand:    make([]*gatehouse.Device, 0, ImportBatchSize),
+		results: make([]ImportResult, 0, ImportBatchSize),
+	}
+}
+
+// prepareImport checks what a record can be checked for alone and, in the
+// modes that create, builds the device it would create.
+func prepareImport(rec *ImportRecord, mode ImportMode, scope string) (*gatehouse.Device, error) {
+	if rec.Err != nil {
+		return nil, rec.Err
+	}
+	if err := gatehouse.ValidateDeviceID(rec.ID); err != nil {
+		return nil, err
+	}
+	if mode == ImportDelete {
+		return nil, nil
+	}
+	if rec.State != "" && !rec.State.Valid() {
+		return nil, gatehouse.Errorf(gatehouse.EInvalid, "unknown state %q; states are provisioned, active, inactive, quarantined, decommissioned", truncate(string(rec.State), 32))
+	}
+	if rec.Config != nil {
+		if err := gatehouse.ValidateJSONObject("config", rec.Config, gatehouse.MaxConfigBytes); err != nil {
+			return nil, err
+		}
+		rec.Config = gatehouse.CompactJSON(rec.Config)
+	}
+	for _, k := range rec.Untag {
+		if err := gatehouse.ValidateTagKey(k); err != nil {
+			return nil, err
+		}
+	}
+	if err := gatehouse.ValidateTags(rec.Tags); err != nil {
+		return nil, err
+	}
+	if mode == ImportUpdate {
+		return nil, nil
+	}
+	d := &gatehouse.Device{
+		ID: rec.ID, Scope: scope, State: rec.State,
+		Connection: gatehouse.Connection{Status: gatehouse.Offline},
+		Tags:       rec.Tags, Config: rec.Config, Reported: json.RawMessage("{}"),
+		ETag: newETag(),
+	}
+	if d.State == "" {
+		d.State = gatehouse.StateProvisioned
+	}
+	if d.Tags == nil {
+		d.Tags = map[string]string{}
+	}
+	if d.Config == nil {
+		d.Config = json.RawMessage("{}")
+	}
+	return d, d.Validate()
+}
+
+// errImportRace asks for a batch to run again: a device the batch was to
+// create appeared meanwhile (another node, in PostgreSQL).
+var errImportRace = errors.New("import: a device appeared while the batch ran")
+
+// commitImport applies the records of b not refused already, in one
+// transaction, and fills in their results.
+func (s *Service) commitImport(ctx context.Context, scope string, mode ImportMode, actor string, b *importBatch) error {
+	pending := false
+	for _, r := range b.results {
+		pending = pending || r.Code == ""
+	}
+	if !pending {
+		return nil
+	}
+	var results []ImportResult
+	var revoked bool
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		err = s.update(ctx, func(tx gatehouse.Tx, ev *eventLog) error {
+			results = append(results[:0], b.results...)
+			revoked, err = s.applyImport(tx, ev, scope, mode, actor, b, results)
+			return err
+		})
+		if !errors.Is(err, errImportRace) {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	copy(b.results, results)
+	if revoked {
+		if err := s.refreshCRL(ctx, scope); err != nil {
+			s.log.Error("refresh CRL after import", "scope", scope, "err", err)
+		}
+	}
+	return nil
+}
+
+// applyImport runs inside the batch's transaction. results holds the
+// outcomes decided before it; it sets the others.
+func (s *Service) applyImport(tx gatehouse.Tx, ev *eventLog, scope string, mode ImportMode, actor string, b *importBatch, results []ImportResult) (revoked bool, err error) {
+	now := s.timestamp()
+	ids := make([]string, 0, len(b.recs))
+	for i, rec := range b.recs {
+		if results[i].Code == "" {
+			ids = append(ids, rec.ID)
+		}
+	}
+	existing, err := tx.GetDevices(scope, ids)
+	if err != nil {
+		return false, err
+	}
+	var creates []*gatehouse.Device
+	var createIdx []int
+	var created, updated []string
+	fail := func(i int, err error) {
+		results[i].Code, results[i].Message = gatehouse.ErrorCode(err), gatehouse.ErrorMessage(err)
+	}
+	done := func(i int, status string) { results[i].OK, results[i].Status = true, status }
+	for i, rec := range b.recs {
+		if results[i].Code != "" {
+			continue
+		}
+		cur := existing[rec.ID]
+		switch {
+		case mode == ImportDelete:
+			if cur == nil {
+				done(i, ImportUnchanged)
+				continue
+			}
+			r, err := s.importDelete(tx, ev, cur, actor, now)
+			if err != nil {
+				if isTxError(err) {
+					return false, err
+				}
+				fail(i, err)
+				continue
+			}
+			revoked = revoked || r
+			done(i, ImportDeleted)
+		case cur == nil && mode == ImportUpdate:
+			fail(i, gatehouse.Errorf(gatehouse.ENotFound, "device %q not found in scope %q; use mode upsert to create it", rec.ID, scope))
+		case cur == nil:
+			d := b.cand[i].Clone()
+			d.CreatedAt, d.UpdatedAt = now, now
+			creates, createIdx = append(creates, d), append(createIdx, i)
+		case mode == ImportCreate:
+			if sameDevice(cur, b.cand[i]) {
+				done(i, ImportUnchanged)
+			} else {
+				fail(i, gatehouse.Errorf(gatehouse.EConflict, "device %q already exists in scope %q with other state, tags or config; use mode upsert or update to change it", rec.ID, scope))
+			}
+		default:
+			changed, err := s.importUpdate(tx, ev, cur, rec, actor, now)
+			if err != nil {
+				if isTxError(err) {
+					return false, err
+				}
+				fail(i, err)
+				continue
+			}
+			if changed {
+				updated = append(updated, rec.ID)
+				done(i, ImportUpdated)
+			} else {
+				done(i, ImportUnchanged)
+			}
+		}
+	}
+	if len(creates) > 0 {
+		changes := make([]*gatehouse.StateChange, len(creates))
+		for j, d := range creates {
+			changes[j] = &gatehouse.StateChange{To: d.State, Actor: actor, Reason: "imported", Time: now}
+		}
+		if err := tx.CreateDevices(creates, changes); err != nil {
+			if gatehouse.ErrorCode(err) == gatehouse.EConflict {
+				return false, errImportRace
+			}
+			return false, err
+		}
+		created = make([]string, len(creates))
+		for j, i := range createIdx {
+			done(i, ImportCreated)
+			created[j] = creates[j].ID
+		}
+	}
+	if len(created)+len(updated) > 0 {
+		data := map[string]any{"mode": mode, "created": nonNilStrings(created), "updated": nonNilStrings(updated)}
+		if err := ev.append(scope, EventDevicesImported, actor, "devices", now, data); err != nil {
+			return false, err
+		}
+	}
+	return revoked, nil
+}
+
+// isTxError tells an error that may have ended the transaction from a
+// refusal of one record.
+func isTxError(err error) bool {
+	switch gatehouse.ErrorCode(err) {
+	case gatehouse.EInternal, gatehouse.EUnavailable:
+		return true
+	}
+	return false
+}
+
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// sameDevice reports whether cur already is what cand would create.
+func sameDevice(cur, cand *gatehouse.Device) bool {
+	return cur.State == cand.State && maps.Equal(cur.Tags, cand.Tags) && bytes.Equal(cur.Config, cand.Config)
+}
+
+// importUpdate applies a record to an existing device. A record that
+// changes nothing is not written (and its etag not checked).
+func (s *Service) importUpdate(tx gatehouse.Tx, ev *eventLog, cur *gatehouse.Device, rec *ImportRecord, actor string, now time.Time) (bool, error) {
+	d := cur.Clone()
+	if rec.ReplaceTags {
+		d.Tags = maps.Clone(rec.Tags)
+	} else {
+		maps.Copy(d.Tags, rec.Tags)
+		for _, k := range rec.Untag {
+			delete(d.Tags, k)
+		}
+	}
+	if rec.Config != nil {
+		d.Config = rec.Config
+	}
+	stateChange := rec.State != "" && rec.State != cur.State
+	if !stateChange && maps.Equal(d.Tags, cur.Tags) && bytes.Equal(d.Config, cur.Config) {
+		return false, nil
+	}
+	if rec.ETag != "" && rec.ETag != cur.ETag {
+		return false, gatehouse.Errorf(gatehouse.EPreconditionFailed, "device %q has changed since the file was made (its etag is now %q)", cur.ID, cur.ETag)
+	}
+	if err := gatehouse.ValidateTags(d.Tags); err != nil {
+		return false, err
+	}
+	if stateChange {
+		if rec.State == gatehouse.StateDecommissioned {
+			return false, gatehouse.Errorf(gatehouse.EInvalidTransition, "an import does not decommission devices; use POST .../devices/%s/state, which also revokes their credentials", cur.ID)
+		}
+		if err := gatehouse.CheckTransition(cur.State, rec.State); err != nil {
+			return false, err
+		}
+		d.State = rec.State
+	}
+	d.UpdatedAt, d.ETag = now, newETag()
+	if err := tx.UpdateDevice(d, cur.ETag); err != nil {
+		return false, err
+	}
+	if stateChange {
+		if err := tx.AddStateChange(d.Scope, d.ID, &gatehouse.StateChange{From: cur.State, To: d.State, Actor: actor, Reason: "imported", Time: now}); err != nil {
+			return false, err
+		}
+		if err := ev.append(d.Scope, gatehouse.EventDeviceStateChanged, actor, gatehouse.DeviceSubject(d.ID), now,
+			map[string]any{"from": cur.State, "to": d.State, "reason": "imported", "etag": d.ETag}); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// importDelete deletes a device as DeleteDevice does.
+func (s *Service) importDelete(tx gatehouse.Tx, ev *eventLog, cur *gatehouse.Device, actor string, now time.Time) (bool, error) {
+	if !cur.Deletable() {
+		return false, gatehouse.Errorf(gatehouse.EConflict, "device %q is %s and has been seen; decommission it first", cur.ID, cur.State)
+	}
+	revoked, err := s.revokeDevice(tx, ev, cur.Scope, cur.ID, actor, now)
+	if err != nil {
+		return false, err
+	}
+	if err := tx.DeleteDevice(cur.Scope, cur.ID); err != nil {
+		return false, err
+	}
+	return revoked, ev.append(cur.Scope, gatehouse.EventDeviceDeleted, actor, gatehouse.DeviceSubject(cur.ID), now,
+		map[string]any{"id": cur.ID, "state": cur.State})
+}

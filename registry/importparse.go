@@ -1,0 +1,328 @@
+package registry
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/gatehouse-iot/gatehouse"
+)
+
+// ImportFormat is the encoding of an import file.
+type ImportFormat string
+
+const (
+	// ImportCSV is comma-separated values with a header row: id, then
+	// optionally state, etag, config (a JSON object) and tags.<key> columns.
+	ImportCSV ImportFormat = "csv"
+	// ImportNDJSON is one JSON device object per line: id, and optionally
+	// state, etag, tags (an object of strings) and config (an object). The
+	// read-only fields of an exported device (scope, connection, reported,
+	// enrollment, createdAt, updatedAt) are accepted and ignored, so that an
+	// export can be imported again.
+	ImportNDJSON ImportFormat = "ndjson"
+)
+
+// MaxImportLine bounds one line (one record) of an import file, so that a
+// file without line breaks cannot make the server buffer it whole.
+const MaxImportLine = 256 << 10
+
+// ImportRecord is one record of an import file. A record that could not be
+// read carries Err (and whatever of ID was readable) and is reported, never
+// applied.
+type ImportRecord struct {
+	Row    int // line of the file where the record starts (1 is a CSV file's header)
+	ID     string
+	State  gatehouse.State   // empty: the record names none
+	ETag   string            // empty: no etag check
+	Tags   map[string]string // tags to set
+	Untag  []string          // tags to remove (CSV: an empty tags.<key> cell)
+	Config json.RawMessage   // nil: the record names none
+	// ReplaceTags says Tags is the device's whole tag set (NDJSON "tags"),
+	// rather than changes to it (CSV tags.<key> columns).
+	ReplaceTags bool
+	Err         error
+}
+
+// ImportReader reads the records of an import file, one at a time: the
+// file is never held in memory.
+type ImportReader struct {
+	format ImportFormat
+	lines  *lineLimit
+
+	// CSV
+	csv    *csv.Reader
+	cols   []csvColumn
+	ncols  int
+	csvEOF bool
+
+	// NDJSON
+	sc   *bufio.Scanner
+	line int
+}
+
+type csvColumn struct {
+	kind string // id, state, etag, config, tag
+	tag  string
+}
+
+// NewImportReader reads the start of an import file (a CSV file's header).
+// Its errors are about the whole file: nothing of it can be imported.
+func NewImportReader(r io.Reader, format ImportFormat) (*ImportReader, error) {
+	ll := &lineLimit{r: r}
+	ir := &ImportReader{format: format, lines: ll}
+	switch format {
+	case ImportCSV:
+		ir.csv = csv.NewReader(ll)
+		ir.csv.FieldsPerRecord = -1
+		ir.csv.ReuseRecord = true
+		header, err := ir.csv.Read()
+		if err == io.EOF {
+			return nil, gatehouse.Errorf(gatehouse.EInvalid, "the file is empty; its first line must be a header naming the columns: id, then state, etag, config or tags.<key>")
+		}
+		if err != nil {
+			return nil, fileError(err, "the header")
+		}
+		if err := ir.parseHeader(header); err != nil {
+			return nil, err
+		}
+	case ImportNDJSON:
+		ir.sc = bufio.NewScanner(ll)
+		ir.sc.Buffer(make([]byte, 64<<10), MaxImportLine+1)
+	default:
+		return nil, gatehouse.Errorf(gatehouse.EInvalid, "unknown import format %q; use csv or ndjson", truncate(string(format), 32))
+	}
+	return ir, nil
+}
+
+func (ir *ImportReader) parseHeader(header []string) error {
+	seen := map[string]bool{}
+	hasID := false
+	for i, h := range header {
+		if i == 0 {
+			h = strings.TrimPrefix(h, "\uFEFF") // a byte order mark, as spreadsheets write
+		}
+		h = strings.TrimSpace(h)
+		if seen[h] {
+			return gatehouse.Errorf(gatehouse.EInvalid, "column %q appears twice in the header", truncate(h, 64))
+		}
+		seen[h] = true
+		var c csvColumn
+		switch {
+		case h == "id" || h == "state" || h == "etag" || h == "config":
+			c.kind = h
+			hasID = hasID || h == "id"
+		case strings.HasPrefix(h, "tags."):
+			c.kind, c.tag = "tag", strings.TrimPrefix(h, "tags.")
+			if err := gatehouse.ValidateTagKey(c.tag); err != nil {
+				return gatehouse.Errorf(gatehouse.EInvalid, "column %q: %s", truncate(h, 64), gatehouse.ErrorMessage(err))
+			}
+		default:
+			if !utf8.ValidString(h) {
+				return gatehouse.Errorf(gatehouse.EInvalid, "the header is not valid UTF-8; save the file as UTF-8")
+			}
+			return gatehouse.Errorf(gatehouse.EInvalid, "unknown column %q in the header; the columns are id, state, etag, config and tags.<key>", truncate(h, 64))
+		}
+		ir.cols = append(ir.cols, c)
+	}
+	if !hasID {
+		return gatehouse.Errorf(gatehouse.EInvalid, "the header has no id column; the first line must name the columns: id, then state, etag, config or tags.<key>")
+	}
+	ir.ncols = len(header)
+	return nil
+}
+
+// Next returns the next record, or io.EOF after the last. Any other error
+// means the file cannot be read further (the connection broke, a line is
+// too long); the records before it stand.
+func (ir *ImportReader) Next() (*ImportRecord, error) {
+	if ir.format == ImportCSV {
+		return ir.nextCSV()
+	}
+	return ir.nextNDJSON()
+}
+
+func (ir *ImportReader) nextCSV() (*ImportRecord, error) {
+	if ir.csvEOF {
+		return nil, io.EOF
+	}
+	fields, err := ir.csv.Read()
+	line, _ := ir.csv.FieldPos(0)
+	if err == io.EOF {
+		return nil, io.EOF
+	}
+	if pe, ok := errors.AsType[*csv.ParseError](err); ok && ir.lines.err == nil {
+		// A malformed record: report it and go on with the next line. A
+		// quote left open runs to the end of the file.
+		rec := &ImportRecord{Row: pe.StartLine}
+		if errors.Is(pe.Err, csv.ErrQuote) && ir.lines.eof {
+			rec.Err = gatehouse.Errorf(gatehouse.EInvalid, "the file ends inside a quoted field that starts on this line; it may have been cut off")
+			ir.csvEOF = true
+		} else {
+			rec.Err = gatehouse.Errorf(gatehouse.EInvalid, "malformed CSV: %s; quote fields that hold commas or quotes, and double quotes inside them", pe.Err)
+		}
+		return rec, nil
+	}
+	if err != nil {
+		return nil, fileError(err, fmt.Sprintf("line %d", line))
+	}
+	rec := &ImportRecord{Row: line}
+	if len(fields) != ir.ncols {
+		if len(fields) > 0 && ir.cols[0].kind == "id" {
+			rec.ID = truncate(fields[0], 128)
+		}
+		rec.Err = gatehouse.Errorf(gatehouse.EInvalid, "the row has %d fields; the header has %d columns", len(fields), ir.ncols)
+		return rec, nil
+	}
+	for i, f := range fields {
+		if !utf8.ValidString(f) {
+			rec.Err = gatehouse.Errorf(gatehouse.EInvalid, "the row is not valid UTF-8 (column %d); save the file as UTF-8", i+1)
+			break
+		}
+		c := ir.cols[i]
+		switch c.kind {
+		case "id":
+			rec.ID = f
+		case "state":
+			rec.State = gatehouse.State(strings.TrimSpace(f))
+		case "etag":
+			rec.ETag = strings.Trim(strings.TrimSpace(f), `"`)
+		case "config":
+			if strings.TrimSpace(f) != "" {
+				rec.Config = json.RawMessage(f) // copied: fields are reused
+				rec.Config = append(json.RawMessage(nil), rec.Config...)
+			}
+		case "tag":
+			if f == "" {
+				rec.Untag = append(rec.Untag, c.tag)
+			} else {
+				if rec.Tags == nil {
+					rec.Tags = make(map[string]string, ir.ncols)
+				}
+				rec.Tags[c.tag] = f
+			}
+		}
+	}
+	if rec.Err == nil {
+		rec.ID = strings.Clone(rec.ID)
+	}
+	return rec, nil
+}
+
+// ndjsonRecord is one NDJSON line.
+type ndjsonRecord struct {
+	ID     *string           `json:"id"`
+	State  gatehouse.State   `json:"state"`
+	ETag   string            `json:"etag"`
+	Tags   map[string]string `json:"tags"`
+	Config json.RawMessage   `json:"config"`
+
+	// The read-only fields of an exported device, ignored.
+	Scope      json.RawMessage `json:"scope"`
+	Connection json.RawMessage `json:"connection"`
+	Reported   json.RawMessage `json:"reported"`
+	Enrollment json.RawMessage `json:"enrollment"`
+	CreatedAt  json.RawMessage `json:"createdAt"`
+	UpdatedAt  json.RawMessage `json:"updatedAt"`
+}
+
+func (ir *ImportReader) nextNDJSON() (*ImportRecord, error) {
+	for ir.sc.Scan() {
+		ir.line++
+		line := bytes.TrimSpace(ir.sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		rec := &ImportRecord{Row: ir.line}
+		if !utf8.Valid(line) {
+			rec.Err = gatehouse.Errorf(gatehouse.EInvalid, "the line is not valid UTF-8; save the file as UTF-8")
+			return rec, nil
+		}
+		var nr ndjsonRecord
+		if err := gatehouse.DecodeStrict(line, &nr); err != nil {
+			rec.Err = err
+			if ir.lines.eof && !ir.lines.endsInNewline && line[len(line)-1] != '}' {
+				rec.Err = gatehouse.Errorf(gatehouse.EInvalidJSON, "the last line is not a whole JSON object; the file may have been cut off")
+			}
+			return rec, nil
+		}
+		if nr.ID == nil {
+			rec.Err = gatehouse.Errorf(gatehouse.EInvalid, "the object has no id")
+			return rec, nil
+		}
+		rec.ID, rec.State, rec.ETag = *nr.ID, nr.State, nr.ETag
+		if nr.Tags != nil {
+			rec.Tags, rec.ReplaceTags = nr.Tags, true
+		}
+		if len(nr.Config) > 0 && !bytes.Equal(nr.Config, []byte("null")) {
+			rec.Config = nr.Config
+		}
+		return rec, nil
+	}
+	if err := ir.sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, gatehouse.Errorf(gatehouse.ETooLarge, "line %d is longer than %d bytes; one device per line", ir.line+1, MaxImportLine)
+		}
+		return nil, fileError(err, fmt.Sprintf("line %d", ir.line+1))
+	}
+	return nil, io.EOF
+}
+
+// fileError describes a failure to read the file further.
+func fileError(err error, where string) error {
+	if ge, ok := errors.AsType[*gatehouse.Error](err); ok {
+		return ge
+	}
+	if pe, ok := errors.AsType[*csv.ParseError](err); ok {
+		return gatehouse.Errorf(gatehouse.EInvalid, "malformed CSV in %s: %s", where, pe.Err)
+	}
+	return fmt.Errorf("%w: %w", gatehouse.Errorf(gatehouse.EInvalid, "the file could not be read past %s", where), err)
+}
+
+// lineLimit passes a reader through, failing once a line grows past
+// MaxImportLine, and notes whether the input has ended (and how).
+type lineLimit struct {
+	r             io.Reader
+	run           int // bytes since the last newline
+	eof           bool
+	endsInNewline bool
+	err           error
+}
+
+func (l *lineLimit) Read(p []byte) (int, error) {
+	if l.err != nil {
+		return 0, l.err
+	}
+	n, err := l.r.Read(p)
+	if n > 0 {
+		if i := bytes.LastIndexByte(p[:n], '\n'); i >= 0 {
+			l.run = n - i - 1
+		} else {
+			l.run += n
+		}
+		l.endsInNewline = p[n-1] == '\n'
+		if l.run > MaxImportLine {
+			l.err = gatehouse.Errorf(gatehouse.ETooLarge, "a line of the file is longer than %d bytes; one device per line", MaxImportLine)
+			return n, l.err
+		}
+	}
+	if err == io.EOF {
+		l.eof = true
+	} else if err != nil {
+		l.err = err
+	}
+	return n, err
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
