@@ -417,6 +417,8 @@ func sampleBody(t *testing.T, rt route) any {
 		return map[string]string{"name": "n", "role": "viewer"}
 	case "POST /v1/scopes/{scope}/devices":
 		return map[string]string{"id": "new-dev"}
+	case "POST /v1/scopes/{scope}/imports":
+		return map[string]string{"id": "imported-dev"} // one NDJSON line
 	case "PATCH /v1/scopes/{scope}/devices/{id}":
 		return map[string]any{"tags": map[string]string{"k": "v"}}
 	case "POST /v1/scopes/{scope}/devices/{id}/state":

@@ -104,7 +104,7 @@ func importFormat(format, ct string) (string, error) {
 		switch mt {
 		case mediaCSV:
 			fromCT = "csv"
-		case mediaNDJSON, "application/jsonl", "application/json-seq":
+		case mediaNDJSON, "application/jsonl", mediaJSON: // one JSON object is a one-line NDJSON file
 			fromCT = "ndjson"
 		case "application/octet-stream", "text/plain":
 		default:
