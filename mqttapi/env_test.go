@@ -280,3 +280,7 @@ func connackCode(ack *paho.Connack) byte {
 	}
 	return 0
 }
+
+func pemCert(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
