@@ -94,3 +94,8 @@ func (s *Server) MQTTBroker() *mqttapi.Broker {
 func (s *Server) mqttHookHandler() http.Handler {
 	return http.StripPrefix("/hooks/emqx", mqttapi.NewHookHandler(s.registry, s.provision, mqttapi.WithHookLogger(s.log.With("front_end", "emqx_hook"))))
 }
+
+// MQTTHookHandler is mqttHookHandler for tests and embedders: it strips
+// the /hooks/emqx prefix, so requests go to /hooks/emqx/authn and
+// /hooks/emqx/authz.
+func (s *Server) MQTTHookHandler() http.Handler { return s.mqttHookHandler() }

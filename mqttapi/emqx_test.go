@@ -1,0 +1,70 @@
+package mqttapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"testing"
+
+	"github.com/gatehouse-iot/gatehouse/mqttapi"
+)
+
+func hookPost(t *testing.T, url string, body map[string]string) mqttapi.HookResponse {
+	t.Helper()
+	raw, _ := json.Marshal(body)
+	resp, err := http.Post(url, "application/json", bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("%s: status %d, content type %q", url, resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	var out mqttapi.HookResponse
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestEMQXHook answers EMQX 5 HTTP authentication and authorisation
+// requests for a device certificate, before and after revocation.
+func TestEMQXHook(t *testing.T) {
+	e := newEnv(t)
+	dc := e.device("default", "ext-1", "")
+	hs := httptest.NewServer(e.srv.MQTTHookHandler())
+	defer hs.Close()
+	certPEM, _ := os.ReadFile(dc.certFile)
+
+	got := hookPost(t, hs.URL+"/hooks/emqx/authn", map[string]string{"clientid": "ext-1", "cert_pem": string(certPEM), "peerhost": "10.0.0.1"})
+	if got.Result != "allow" || got.IsSuperuser || len(got.ACL) == 0 || got.ExpireAt != dc.tls.Leaf.NotAfter.Unix() || got.ClientAttrs["scope"] != "default" {
+		t.Errorf("authn = %+v", got)
+	}
+	if got := hookPost(t, hs.URL+"/hooks/emqx/authn", map[string]string{"clientid": "other", "cert_pem": string(certPEM)}); got.Result != "deny" {
+		t.Errorf("authn with another client ID = %+v", got)
+	}
+	if got := hookPost(t, hs.URL+"/hooks/emqx/authn", map[string]string{"clientid": "x"}); got.Result != "ignore" {
+		t.Errorf("authn without credentials = %+v", got)
+	}
+	for _, tc := range []struct{ action, topic, want string }{
+		{"publish", "devices/ext-1/telemetry", "allow"},
+		{"subscribe", "devices/ext-1/config", "allow"},
+		{"publish", "devices/ext-1/config", "deny"},
+		{"subscribe", "devices/ext-2/#", "deny"},
+		{"subscribe", "#", "deny"},
+	} {
+		got := hookPost(t, hs.URL+"/hooks/emqx/authz", map[string]string{"clientid": "ext-1", "username": "", "action": tc.action, "topic": tc.topic})
+		if got.Result != tc.want {
+			t.Errorf("authz %s %s = %q, want %q", tc.action, tc.topic, got.Result, tc.want)
+		}
+	}
+	if _, err := e.admin.RevokeCertificate(context.Background(), "default", dc.serial, "keyCompromise"); err != nil {
+		t.Fatal(err)
+	}
+	if got := hookPost(t, hs.URL+"/hooks/emqx/authn", map[string]string{"clientid": "ext-1", "cert_pem": string(certPEM)}); got.Result != "deny" {
+		t.Errorf("authn after revocation = %+v", got)
+	}
+}
