@@ -53,7 +53,6 @@ func (h *Handler) importDevices(w http.ResponseWriter, r *http.Request) error {
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Time{})
 	rc.SetWriteDeadline(time.Time{})
-	rc.EnableFullDuplex()
 
 	bw := bufio.NewWriterSize(w, 64<<10)
 	enc := json.NewEncoder(bw)
@@ -61,6 +60,7 @@ func (h *Handler) importDevices(w http.ResponseWriter, r *http.Request) error {
 	start := func() {
 		if !started {
 			started = true
+			rc.EnableFullDuplex()
 			w.Header().Set("Content-Type", mediaNDJSON)
 			w.WriteHeader(http.StatusOK)
 		}

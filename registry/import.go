@@ -157,15 +157,23 @@ func (s *Service) ImportDevices(ctx context.Context, p *gatehouse.Principal, sco
 
 	sum := &ImportSummary{}
 	actor := p.Actor()
+	// The reader must be done with req.Body before this returns (a server
+	// may not read a request body after its handler has returned): on an
+	// early stop, cancel it and wait for it.
+	stop := func(err error) (*ImportSummary, error) {
+		sum.Error = importError(err)
+		cancel()
+		for range batches {
+		}
+		return sum, nil
+	}
 	for b := range batches {
 		if err := s.commitImport(ctx, scope, req.Mode, actor, b); err != nil {
-			sum.Error = importError(err)
-			return sum, nil // the reader ends with ctx
+			return stop(err)
 		}
 		sum.count(b.results)
 		if err := emit(b.results); err != nil {
-			sum.Error = importError(err)
-			return sum, nil
+			return stop(err)
 		}
 	}
 	if err := <-readErr; err != nil {
@@ -229,6 +237,9 @@ func (s *Service) readImport(ctx context.Context, rd *ImportReader, mode ImportM
 		b.cand = append(b.cand, cand)
 		b.results = append(b.results, res)
 		if len(b.recs) == ImportBatchSize && !send() {
+			return ctx.Err()
+		}
+		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 	}
