@@ -115,11 +115,12 @@ func dpsResponseTopic(status int, rid string, retryAfter int) string {
 
 // parseNativeRequestTopic returns the {rid} of gatehouse/provision/{rid}/req.
 func parseNativeRequestTopic(topic string) (string, bool) {
-	if !strings.HasPrefix(topic, nativePrefix) || !strings.HasSuffix(topic, nativeReqSuffix) {
+	rest, ok := strings.CutPrefix(topic, nativePrefix)
+	if !ok {
 		return "", false
 	}
-	rid := topic[len(nativePrefix) : len(topic)-len(nativeReqSuffix)]
-	return rid, validRID(rid)
+	rid, ok := strings.CutSuffix(rest, nativeReqSuffix)
+	return rid, ok && validRID(rid)
 }
 
 func nativeResponseTopic(rid string) string { return nativePrefix + rid + nativeResSuffix }
