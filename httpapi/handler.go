@@ -36,6 +36,7 @@ type Registry interface {
 	SetState(ctx context.Context, p *gatehouse.Principal, scope, id string, to gatehouse.State, reason, ifMatch string) (*gatehouse.Device, error)
 	DeleteDevice(ctx context.Context, p *gatehouse.Principal, scope, id, ifMatch string) error
 	DeviceHistory(ctx context.Context, p *gatehouse.Principal, scope, id string) ([]*gatehouse.StateChange, error)
+	ExportDevices(ctx context.Context, p *gatehouse.Principal, scope string, q registry.DeviceQuery, fn func([]*gatehouse.Device) error) error
 	ImportDevices(ctx context.Context, p *gatehouse.Principal, scope string, req registry.ImportRequest, emit func([]registry.ImportResult) error) (*registry.ImportSummary, error)
 
 	Events(ctx context.Context, p *gatehouse.Principal, scope string, after int64, limit int) ([]*gatehouse.Event, error)

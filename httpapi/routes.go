@@ -28,6 +28,7 @@ var routes = []route{
 	{"POST", "/v1/scopes/{scope}/devices", true, (*Handler).createDevice},
 	{"GET", "/v1/scopes/{scope}/devices", true, (*Handler).listDevices},
 	{"POST", "/v1/scopes/{scope}/imports", true, (*Handler).importDevices},
+	{"GET", "/v1/scopes/{scope}/exports/devices", true, (*Handler).exportDevices},
 	{"GET", "/v1/scopes/{scope}/devices/{id}", true, (*Handler).getDevice},
 	{"PATCH", "/v1/scopes/{scope}/devices/{id}", true, (*Handler).patchDevice},
 	{"DELETE", "/v1/scopes/{scope}/devices/{id}", true, (*Handler).deleteDevice},
