@@ -147,6 +147,10 @@ func New(reg Registry, prov Provisioner, opts ...Option) *Broker {
 		InlineClient:           true,
 		Logger:                 slog.New(&levelFloor{h: b.log.Handler(), min: slog.LevelError}),
 		SysTopicResendInterval: 3600,
+		// Device packets are small (config and reports are capped at
+		// 32 KiB and read through): small buffers keep idle sessions cheap.
+		ClientNetReadBufferSize:  1024,
+		ClientNetWriteBufferSize: 1024,
 	})
 	if err := b.srv.AddHook(&hook{b: b}, nil); err != nil {
 		panic(err) // only fails for a nil hook

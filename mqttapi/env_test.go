@@ -33,6 +33,7 @@ type env struct {
 	admin *adminclient.Client
 	addr  string // MQTT over TLS
 	pool  *x509.CertPool
+	token string // the installation admin token
 }
 
 func newEnv(t testing.TB) *env {
@@ -61,7 +62,7 @@ func newEnv(t testing.TB) *env {
 	if srv.MQTTAddr() == nil {
 		t.Fatal("no MQTT listener")
 	}
-	return &env{t: t, dir: dir, srv: srv, admin: admin, addr: srv.MQTTAddr().String(), pool: pool}
+	return &env{t: t, dir: dir, srv: srv, admin: admin, addr: srv.MQTTAddr().String(), pool: pool, token: strings.TrimSpace(string(tok))}
 }
 
 func (e *env) caFile() string { return filepath.Join(e.dir, server.CAFile) }

@@ -54,11 +54,10 @@ type session struct {
 	mount  string // the internal topic prefix of this session
 	authAt time.Time
 
-	device *gatehouse.Device   // as authenticated (device sessions)
-	req    provision.Request   // the proof, repeated for each request (provisioning)
-	issued sync.Map            // DPS operation ID -> *issuedEntry
-	busy   atomic.Bool         // a provisioning request is running
-	certs  []*x509.Certificate // client chain
+	device *gatehouse.Device // as authenticated (device sessions)
+	req    provision.Request // the proof, repeated for each request (provisioning)
+	issued sync.Map          // DPS operation ID -> *issuedEntry
+	busy   atomic.Bool       // a provisioning request is running
 
 	established atomic.Bool
 	violations  atomic.Int32
@@ -165,7 +164,7 @@ func (b *Broker) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.P
 		if err := b.prov.Attest(ctx, req); err != nil {
 			return nil, refused(codeFor(err), err)
 		}
-		return &session{kind: kindDPS, scope: u.scope, id: u.registrationID, req: req, certs: chain}, nil
+		return &session{kind: kindDPS, scope: u.scope, id: u.registrationID, req: req}, nil
 	}
 
 	// A device's operational certificate.
@@ -178,7 +177,7 @@ func (b *Broker) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.P
 			if err != nil {
 				return nil, b.deviceRefusal(ctx, scope, id, err)
 			}
-			return &session{kind: kindDevice, scope: scope, id: d.ID, serial: cred.ID, device: d, certs: chain}, nil
+			return &session{kind: kindDevice, scope: scope, id: d.ID, serial: cred.ID, device: d}, nil
 		}
 	}
 
@@ -219,7 +218,7 @@ func (b *Broker) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.P
 	if err := b.prov.Attest(ctx, req); err != nil {
 		return nil, refused(codeFor(err), err)
 	}
-	return &session{kind: kindNative, scope: scope, id: id, req: req, certs: chain}, nil
+	return &session{kind: kindNative, scope: scope, id: id, req: req}, nil
 }
 
 // deviceRefusal turns a failed device authentication into its reason
