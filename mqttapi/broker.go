@@ -51,6 +51,8 @@ type Limits struct {
 	SessionExpiry      uint32        // seconds a disconnected persistent session is kept; default 3600
 	MaxInflight        uint16        // QoS 1/2 messages in flight per client; default 64
 	WritesPending      int32         // outbound queue per client; default 128
+	ReportsPerSecond   float64       // reported-property writes per device; default 1
+	ReportBurst        int           // default 10
 }
 
 func (l Limits) withDefaults() Limits {
@@ -78,6 +80,12 @@ func (l Limits) withDefaults() Limits {
 	if l.WritesPending <= 0 {
 		l.WritesPending = 128
 	}
+	if l.ReportsPerSecond <= 0 {
+		l.ReportsPerSecond = 1
+	}
+	if l.ReportBurst < 1 {
+		l.ReportBurst = 10
+	}
 	return l
 }
 
@@ -104,6 +112,7 @@ type Broker struct {
 	srv  *mqtt.Server
 
 	connects *ratelimit.Limiter
+	reports  *ratelimit.Limiter // per device: each report is a database write
 
 	mu       sync.RWMutex
 	sessions map[*mqtt.Client]*session
@@ -132,6 +141,7 @@ func New(reg Registry, prov Provisioner, opts ...Option) *Broker {
 	}
 	b.lim = b.lim.withDefaults()
 	b.connects = ratelimit.New(b.lim.ConnectsPerSecond, b.lim.ConnectBurst, 100_000, time.Now)
+	b.reports = ratelimit.New(b.lim.ReportsPerSecond, b.lim.ReportBurst, 100_000, time.Now)
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = b.lim.MaxPacketSize
 	caps.MaximumSessionExpiryInterval = b.lim.SessionExpiry

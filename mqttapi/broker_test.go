@@ -88,6 +88,14 @@ func TestDeviceSession(t *testing.T) {
 		t.Errorf("invalid report: 0x%02x, want 0x99", r)
 	}
 
+	limited := false
+	for i := 0; i < 12 && !limited; i++ {
+		limited = c.publish(t, "devices/dev-1/reported", `{"n":1}`) == 0x97
+	}
+	if !limited {
+		t.Error("a flood of reports was not limited (PUBACK 0x97)")
+	}
+
 	// Revocation kicks the live session within a second.
 	start = time.Now()
 	if _, err := e.admin.RevokeCertificate(ctx, "default", dc.serial, "keyCompromise"); err != nil {

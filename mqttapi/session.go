@@ -542,10 +542,19 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	return pk, packets.ErrRejectPacket
 }
 
-// report stores reported properties. An invalid report is answered with
+// report stores reported properties, at most ReportsPerSecond per device
+// (beyond it: PUBACK 0x97 quota exceeded, or dropped). An invalid report is answered with
 // PUBACK 0x99 (MQTT 5, QoS 1), or closes the session (MQTT 5 QoS 0 with
 // DISCONNECT 0x99; MQTT 3.1.1, which has no way to say why).
 func (b *Broker) report(s *session, pk packets.Packet) (packets.Packet, error) {
+	if ok, _ := b.reports.Allow(s.deviceKey()); !ok {
+		// Dropped, not fatal: the device may report again shortly.
+		// (MQTT 3.1.1 cannot say so; its PUBACK only ends the exchange.)
+		if s.cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
+			return pk, packets.ErrQuotaExceeded
+		}
+		return pk, packets.CodeSuccessIgnore
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := b.reg.ReportProperties(ctx, s.scope, s.id, pk.Payload)
