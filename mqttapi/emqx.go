@@ -50,6 +50,15 @@ func NewHookHandler(reg Registry, prov Provisioner, opts ...HookOption) http.Han
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /authn", h.authn)
 	mux.HandleFunc("POST /authz", h.authz)
+	// mosquitto-go-auth's HTTP backend (params mode json, response mode
+	// status: 200 allows, anything else denies).
+	mux.HandleFunc("POST /mosquitto/user", h.mosquittoUser)
+	mux.HandleFunc("POST /mosquitto/acl", h.mosquittoACL)
+	mux.HandleFunc("POST /mosquitto/superuser", func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := h.decode(w, r); ok {
+			http.Error(w, "devices are never superusers", http.StatusForbidden)
+		}
+	})
 	return mux
 }
 
@@ -66,6 +75,7 @@ type HookRequest struct {
 	Scope    string `json:"scope"` // for authz: ${client_attrs.scope}; default from username, else "default"
 	Action   string `json:"action"`
 	Topic    string `json:"topic"`
+	Acc      int    `json:"acc"` // mosquitto-go-auth: 1 read, 2 write, 3 read and write, 4 subscribe
 }
 
 // HookACLRule is one EMQX ACL rule.
@@ -128,7 +138,110 @@ func (h *hookHandler) authn(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	d, expire, result := h.authenticate(r.Context(), in)
+	if result == "unavailable" {
+		http.Error(w, "unavailable", http.StatusServiceUnavailable) // the broker treats it per its config
+		return
+	}
+	if result != "allow" {
+		writeHook(w, HookResponse{Result: result})
+		return
+	}
+	h.reg.DeviceSeen(d.Scope, d.ID, "mqtt-external")
+	writeHook(w, HookResponse{Result: "allow", ACL: deviceACL(d.ID), ExpireAt: expire.Unix(),
+		ClientAttrs: map[string]string{"scope": d.Scope, "device_id": d.ID}})
+}
+
+// authz answers one publish or subscribe: the device (named by the
+// client ID, its scope by scope or the username) must exist in a state
+// that may authenticate, and the topic must be its own.
+func (h *hookHandler) authz(w http.ResponseWriter, r *http.Request) {
+	in, ok := h.decode(w, r)
+	if !ok {
+		return
+	}
+	write := in.Action == "publish"
+	if !write && in.Action != "subscribe" {
+		writeHook(w, HookResponse{Result: "deny"})
+		return
+	}
+	if h.authorize(r.Context(), in, write) {
+		writeHook(w, HookResponse{Result: "allow"})
+		return
+	}
+	writeHook(w, HookResponse{Result: "deny"})
+}
+
+// authorize applies a device's topic policy to one request.
+func (h *hookHandler) authorize(ctx context.Context, in *HookRequest, write bool) bool {
+	scope, id := in.Scope, in.ClientID
+	if sc, uid, ok := parseDeviceUsername(in.Username); ok && scope == "" && (id == "" || uid == id) {
+		scope, id = sc, uid
+	}
+	if scope == "" {
+		scope = gatehouse.DefaultScope
+	}
+	if gatehouse.ValidateScopeID(scope) != nil || gatehouse.ValidateDeviceID(id) != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	d, err := h.reg.DeviceByID(ctx, scope, id)
+	if err != nil || !d.State.CanAuthenticate() {
+		if err != nil && gatehouse.ErrorCode(err) != gatehouse.ENotFound {
+			h.log.Error("mqtt hook: read device", "scope", scope, "device_id", id, "err", err)
+		}
+		return false
+	}
+	s := &session{kind: kindDevice, scope: scope, id: id}
+	return s.allowed(in.Topic, write)
+}
+
+// mosquittoUser is mosquitto-go-auth's user check: 200 allows.
+func (h *hookHandler) mosquittoUser(w http.ResponseWriter, r *http.Request) {
+	in, ok := h.decode(w, r)
+	if !ok {
+		return
+	}
+	d, _, result := h.authenticate(r.Context(), in)
+	switch result {
+	case "allow":
+		h.reg.DeviceSeen(d.Scope, d.ID, "mqtt-external")
+		w.WriteHeader(http.StatusOK)
+	case "unavailable":
+		http.Error(w, "unavailable", http.StatusServiceUnavailable)
+	default:
+		http.Error(w, "denied", http.StatusForbidden)
+	}
+}
+
+// mosquittoACL is mosquitto-go-auth's ACL check: acc 2 (write) and 3
+// (read and write) are checked as publishes, 1 (read) and 4 (subscribe)
+// as subscriptions.
+func (h *hookHandler) mosquittoACL(w http.ResponseWriter, r *http.Request) {
+	in, ok := h.decode(w, r)
+	if !ok {
+		return
+	}
+	var allowed bool
+	switch in.Acc {
+	case 1, 4:
+		allowed = h.authorize(r.Context(), in, false)
+	case 2, 3:
+		allowed = h.authorize(r.Context(), in, true) && (in.Acc == 2 || h.authorize(r.Context(), in, false))
+	}
+	if allowed {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	http.Error(w, "denied", http.StatusForbidden)
+}
+
+// authenticate checks a hook request's credentials: "allow" with the
+// device and when its credential expires, "deny", "ignore" (no credential
+// Gatehouse knows) or "unavailable".
+func (h *hookHandler) authenticate(ctx context.Context, in *HookRequest) (*gatehouse.Device, time.Time, string) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var (
 		d      *gatehouse.Device
@@ -152,87 +265,36 @@ func (h *hookHandler) authn(w http.ResponseWriter, r *http.Request) {
 			chain = append(chain, c)
 		}
 		if len(chain) == 0 {
-			writeHook(w, HookResponse{Result: "deny"})
-			return
+			return nil, time.Time{}, "deny"
 		}
 		scope, id, ierr := ca.IdentityFromCertificate(chain[0])
 		if ierr != nil || in.ClientID != "" && in.ClientID != id {
-			writeHook(w, HookResponse{Result: "deny"})
-			return
+			return nil, time.Time{}, "deny"
 		}
 		d, _, err = h.reg.AuthenticateCertificate(ctx, scope, chain[0], chain[1:])
 		expire = chain[0].NotAfter
 	case in.Password != "" && in.Username != "":
 		scope, id, ok := parseDeviceUsername(in.Username)
 		if !ok || in.ClientID != "" && in.ClientID != id {
-			writeHook(w, HookResponse{Result: "deny"})
-			return
+			return nil, time.Time{}, "deny"
 		}
 		sas, perr := attest.ParseSAS(in.Password)
 		if perr != nil {
-			writeHook(w, HookResponse{Result: "deny"})
-			return
+			return nil, time.Time{}, "deny"
 		}
 		d, err = h.prov.AuthenticateDeviceSAS(ctx, scope, id, in.Password)
 		expire = sas.Expiry
 	default:
-		writeHook(w, HookResponse{Result: "ignore"})
-		return
+		return nil, time.Time{}, "ignore"
 	}
 	if err != nil {
 		switch gatehouse.ErrorCode(err) {
 		case gatehouse.EInternal, gatehouse.EUnavailable:
-			h.log.Error("emqx hook: authenticate", "err", err)
-			http.Error(w, "unavailable", http.StatusServiceUnavailable) // the broker treats it as ignore/deny per its config
-			return
+			h.log.Error("mqtt hook: authenticate", "err", err)
+			return nil, time.Time{}, "unavailable"
 		}
-		h.log.Info("emqx hook: authentication refused", "client_id", truncate(in.ClientID, 64), "peer", in.PeerHost, "err", err)
-		writeHook(w, HookResponse{Result: "deny"})
-		return
+		h.log.Info("mqtt hook: authentication refused", "client_id", truncate(in.ClientID, 64), "peer", in.PeerHost, "err", err)
+		return nil, time.Time{}, "deny"
 	}
-	h.reg.DeviceSeen(d.Scope, d.ID, "mqtt-external")
-	writeHook(w, HookResponse{Result: "allow", ACL: deviceACL(d.ID), ExpireAt: expire.Unix(),
-		ClientAttrs: map[string]string{"scope": d.Scope, "device_id": d.ID}})
-}
-
-// authz answers one publish or subscribe: the device (named by the
-// client ID, its scope by scope or the username) must exist in a state
-// that may authenticate, and the topic must be its own.
-func (h *hookHandler) authz(w http.ResponseWriter, r *http.Request) {
-	in, ok := h.decode(w, r)
-	if !ok {
-		return
-	}
-	scope, id := in.Scope, in.ClientID
-	if sc, uid, ok := parseDeviceUsername(in.Username); ok && uid == id && scope == "" {
-		scope = sc
-	}
-	if scope == "" {
-		scope = gatehouse.DefaultScope
-	}
-	if gatehouse.ValidateScopeID(scope) != nil || gatehouse.ValidateDeviceID(id) != nil {
-		writeHook(w, HookResponse{Result: "deny"})
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	defer cancel()
-	d, err := h.reg.DeviceByID(ctx, scope, id)
-	if err != nil || !d.State.CanAuthenticate() {
-		if err != nil && gatehouse.ErrorCode(err) != gatehouse.ENotFound {
-			h.log.Error("emqx hook: read device", "scope", scope, "device_id", id, "err", err)
-		}
-		writeHook(w, HookResponse{Result: "deny"})
-		return
-	}
-	s := &session{kind: kindDevice, scope: scope, id: id}
-	write := in.Action == "publish"
-	if !write && in.Action != "subscribe" {
-		writeHook(w, HookResponse{Result: "deny"})
-		return
-	}
-	if s.allowed(in.Topic, write) {
-		writeHook(w, HookResponse{Result: "allow"})
-		return
-	}
-	writeHook(w, HookResponse{Result: "deny"})
+	return d, expire, "allow"
 }

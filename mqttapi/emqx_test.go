@@ -61,6 +61,30 @@ func TestEMQXHook(t *testing.T) {
 			t.Errorf("authz %s %s = %q, want %q", tc.action, tc.topic, got.Result, tc.want)
 		}
 	}
+	// mosquitto-go-auth (status response mode).
+	for _, tc := range []struct {
+		path string
+		body map[string]any
+		want int
+	}{
+		{"/hooks/emqx/mosquitto/user", map[string]any{"username": "default/ext-1", "password": "SharedAccessSignature sr=default%2Fdevices%2Fext-1&sig=AAAA&se=9999999999", "clientid": "ext-1"}, 403},
+		{"/hooks/emqx/mosquitto/acl", map[string]any{"username": "default/ext-1", "clientid": "ext-1", "topic": "devices/ext-1/telemetry", "acc": 2}, 200},
+		{"/hooks/emqx/mosquitto/acl", map[string]any{"username": "default/ext-1", "clientid": "ext-1", "topic": "devices/ext-1/config", "acc": 1}, 200},
+		{"/hooks/emqx/mosquitto/acl", map[string]any{"username": "default/ext-1", "clientid": "ext-1", "topic": "devices/ext-1/config", "acc": 2}, 403},
+		{"/hooks/emqx/mosquitto/acl", map[string]any{"username": "default/ext-1", "clientid": "ext-1", "topic": "devices/ext-2/x", "acc": 4}, 403},
+		{"/hooks/emqx/mosquitto/superuser", map[string]any{"username": "default/ext-1"}, 403},
+	} {
+		raw, _ := json.Marshal(tc.body)
+		resp, err := http.Post(hs.URL+tc.path, "application/json", bytes.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s %v: status %d, want %d", tc.path, tc.body, resp.StatusCode, tc.want)
+		}
+	}
+
 	if _, err := e.admin.RevokeCertificate(context.Background(), "default", dc.serial, "keyCompromise"); err != nil {
 		t.Fatal(err)
 	}
