@@ -70,9 +70,9 @@ type HookRequest struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
 	PeerHost string `json:"peerhost"`
-	CertPEM  string `json:"cert_pem"` // the client's certificate (and chain), PEM
-	CertCN   string `json:"cert_common_name"`
-	Scope    string `json:"scope"` // for authz: ${client_attrs.scope}; default from username, else "default"
+	CertPEM  string `json:"cert_pem"`         // the client's certificate (and chain), PEM, when the broker can send it
+	CertCN   string `json:"cert_common_name"` // trusted only with a hook secret: the broker verified the certificate
+	Scope    string `json:"scope"`            // for authz: ${client_attrs.scope}; default from username, else "default"
 	Action   string `json:"action"`
 	Topic    string `json:"topic"`
 	Acc      int    `json:"acc"` // mosquitto-go-auth: 1 read, 2 write, 3 read and write, 4 subscribe
@@ -130,8 +130,9 @@ func deviceACL(id string) []HookACLRule {
 	}
 }
 
-// authn authenticates a device by its certificate (cert_pem) or a SAS
-// token (username {scope}/{deviceId}, password). A request with neither is
+// authn authenticates a device by its certificate (cert_pem; or, from a
+// broker holding the hook secret, the common name of a certificate it
+// verified) or a SAS token (username {scope}/{deviceId}, password). A request with neither is
 // "ignore" (the broker's next authenticator decides); a failed one "deny".
 func (h *hookHandler) authn(w http.ResponseWriter, r *http.Request) {
 	in, ok := h.decode(w, r)
@@ -148,8 +149,11 @@ func (h *hookHandler) authn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.reg.DeviceSeen(d.Scope, d.ID, "mqtt-external")
-	writeHook(w, HookResponse{Result: "allow", ACL: deviceACL(d.ID), ExpireAt: expire.Unix(),
-		ClientAttrs: map[string]string{"scope": d.Scope, "device_id": d.ID}})
+	resp := HookResponse{Result: "allow", ACL: deviceACL(d.ID), ClientAttrs: map[string]string{"scope": d.Scope, "device_id": d.ID}}
+	if !expire.IsZero() {
+		resp.ExpireAt = expire.Unix()
+	}
+	writeHook(w, resp)
 }
 
 // authz answers one publish or subscribe: the device (named by the
@@ -273,6 +277,22 @@ func (h *hookHandler) authenticate(ctx context.Context, in *HookRequest) (*gateh
 		}
 		d, _, err = h.reg.AuthenticateCertificate(ctx, scope, chain[0], chain[1:])
 		expire = chain[0].NotAfter
+	case in.CertCN != "" && h.secret != "":
+		// The broker verified the client certificate itself (against the
+		// scope CAs, with its CRL check) and vouches for it with the hook
+		// secret: the common name is the device ID. Without a secret a
+		// bare name proves nothing.
+		scope := in.Scope
+		if scope == "" {
+			scope = gatehouse.DefaultScope
+		}
+		if gatehouse.ValidateScopeID(scope) != nil || gatehouse.ValidateDeviceID(in.CertCN) != nil || in.ClientID != "" && in.ClientID != in.CertCN {
+			return nil, time.Time{}, "deny"
+		}
+		d, err = h.reg.DeviceByID(ctx, scope, in.CertCN)
+		if err == nil && !d.State.CanAuthenticate() {
+			err = gatehouse.Errorf(gatehouse.EForbidden, "device %q is %s", d.ID, d.State)
+		}
 	case in.Password != "" && in.Username != "":
 		scope, id, ok := parseDeviceUsername(in.Username)
 		if !ok || in.ClientID != "" && in.ClientID != id {

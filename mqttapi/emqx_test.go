@@ -61,6 +61,34 @@ func TestEMQXHook(t *testing.T) {
 			t.Errorf("authz %s %s = %q, want %q", tc.action, tc.topic, got.Result, tc.want)
 		}
 	}
+	// A broker that verified the certificate itself sends only its CN:
+	// trusted with the hook secret, refused without.
+	if got := hookPost(t, hs.URL+"/hooks/emqx/authn", map[string]string{"clientid": "ext-1", "cert_common_name": "ext-1"}); got.Result != "ignore" {
+		t.Errorf("authn by CN without a hook secret = %+v", got)
+	}
+	sh := httptest.NewServer(http.StripPrefix("/hooks/emqx", mqttapi.NewHookHandler(e.srv.Registry(), noProvisioning{}, mqttapi.WithHookSecret("s3cret"))))
+	defer sh.Close()
+	raw, _ := json.Marshal(map[string]string{"clientid": "ext-1", "cert_common_name": "ext-1"})
+	for _, tc := range []struct {
+		auth string
+		want int
+	}{{"", 401}, {"Bearer wrong", 401}, {"Bearer s3cret", 200}} {
+		req, _ := http.NewRequest("POST", sh.URL+"/hooks/emqx/authn", bytes.NewReader(raw))
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out mqttapi.HookResponse
+		json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want || tc.want == 200 && out.Result != "allow" {
+			t.Errorf("authn by CN with %q: %d %+v", tc.auth, resp.StatusCode, out)
+		}
+	}
+
 	// mosquitto-go-auth (status response mode).
 	for _, tc := range []struct {
 		path string
