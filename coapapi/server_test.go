@@ -28,6 +28,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	"github.com/plgd-dev/go-coap/v3/options"
+	"github.com/plgd-dev/go-coap/v3/udp"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/gatehouse-iot/gatehouse"
@@ -451,4 +452,8 @@ func TestPSKRefusals(t *testing.T) {
 			t.Errorf("suite %v: %v", s, err)
 		}
 	}
+}
+
+func dialUDP(addr string) (*udpClient.Conn, error) {
+	return udp.Dial(addr)
 }
