@@ -6,6 +6,7 @@ import (
 	"net"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,8 +47,22 @@ func TestMosquittoClients(t *testing.T) {
 		}
 	}
 
+	// Reported properties over 3.1.1; an invalid report closes the
+	// session (3.1.1 has no reason codes).
+	args := append(e.mosquittoArgs(dc, "mq-1", "mqttv311"), "-t", "devices/mq-1/reported", "-m", `{"fw":"2.0"}`, "-q", "1")
+	if out, err := exec.CommandContext(ctx, "mosquitto_pub", args...).CombinedOutput(); err != nil {
+		t.Errorf("report over 3.1.1: %v: %s", err, out)
+	}
+	if rep := string(e.get("default", "mq-1").Reported); !strings.Contains(rep, `"fw":"2.0"`) {
+		t.Errorf("reported = %s", rep)
+	}
+	args = append(e.mosquittoArgs(dc, "mq-1", "mqttv311"), "-t", "devices/mq-1/reported", "-m", "not json", "-q", "1")
+	if out, err := exec.CommandContext(ctx, "mosquitto_pub", args...).CombinedOutput(); err == nil && !strings.Contains(strings.ToLower(string(out)), "error") {
+		t.Errorf("invalid report over 3.1.1 accepted: %s", out)
+	}
+
 	// Retained configuration, delivered on subscribe.
-	args := append(e.mosquittoArgs(dc, "mq-1", "mqttv311"), "-t", "devices/mq-1/config", "-C", "1", "-W", "5")
+	args = append(e.mosquittoArgs(dc, "mq-1", "mqttv311"), "-t", "devices/mq-1/config", "-C", "1", "-W", "5")
 	out, err := exec.CommandContext(ctx, "mosquitto_sub", args...).CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != `{"mode":"eco"}` {
 		t.Errorf("config over 3.1.1: %v: %q", err, out)
@@ -67,14 +82,19 @@ func TestMosquittoClients(t *testing.T) {
 	// A live 3.1.1 session, presence, then revocation ends it.
 	args = append(e.mosquittoArgs(dc, "mq-1", "mqttv311"), "-t", "devices/mq-1/config", "-W", "20")
 	sub := exec.Command("mosquitto_sub", args...)
-	var subOut bytes.Buffer
-	sub.Stdout, sub.Stderr = &subOut, &subOut
+	subOut := &lockedBuffer{}
+	sub.Stdout, sub.Stderr = subOut, subOut
 	if err := sub.Start(); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- sub.Wait() }()
 	t.Cleanup(func() { sub.Process.Kill() })
+	// The earlier clients used the same ID: wait for this one's own
+	// configuration message, then for presence.
+	eventually(t, 5*time.Second, "configuration delivered to mosquitto_sub", func() bool {
+		return strings.Contains(subOut.String(), `{"mode":"eco"}`)
+	})
 	eventually(t, 2*time.Second, "mosquitto session online", func() bool {
 		return e.get("default", "mq-1").Connection.Status == gatehouse.Online
 	})
@@ -82,6 +102,12 @@ func TestMosquittoClients(t *testing.T) {
 	if _, err := e.admin.RevokeCertificate(ctx, "default", dc.serial, "keyCompromise"); err != nil {
 		t.Fatal(err)
 	}
+	// 3.1.1 has no DISCONNECT from the server: the connection closes (the
+	// client then retries after its 1 s delay and is refused).
+	took := eventually(t, time.Second, "3.1.1 session closed after revocation", func() bool {
+		return e.srv.MQTTBroker().Stats().Sessions == 0
+	})
+	t.Logf("3.1.1 session closed %v after revocation", took)
 	select {
 	case <-exited:
 		t.Logf("mosquitto_sub (3.1.1) ended %v after revocation: %q", time.Since(start), subOut.String())
@@ -95,4 +121,22 @@ func TestMosquittoClients(t *testing.T) {
 	if out, err := exec.CommandContext(ctx, "mosquitto_pub", args...).CombinedOutput(); err == nil {
 		t.Errorf("revoked certificate still publishes: %s", out)
 	}
+}
+
+// lockedBuffer collects a child process's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
