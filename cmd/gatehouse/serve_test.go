@@ -94,7 +94,7 @@ func TestServe(t *testing.T) {
 	var stderr syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- runEnv(ctx, []string{"serve", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--log-format", "text"},
+		done <- runEnv(ctx, []string{"serve", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--coaps-addr", "127.0.0.1:0", "--log-format", "text"},
 			func(string) string { return "" }, &syncBuffer{}, &stderr)
 	}()
 	for {
