@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"sync"
 
 	"github.com/gatehouse-iot/gatehouse/coapapi"
 )
@@ -15,11 +14,6 @@ type coapNode struct {
 	srv        *coapapi.Server
 	coaps, udp net.Addr
 }
-
-// coapNodes holds each running node's CoAP front end. (It lives here, not
-// in Server, so that the CoAP wiring stays in this one file; a field in
-// Server would do as well.)
-var coapNodes sync.Map // *Server -> *coapNode
 
 // startCoAP starts the CoAP listeners configured: CoAP over DTLS on
 // CoAPSAddr (pre-shared keys and certificates, the HTTPS certificate as
@@ -31,7 +25,7 @@ func (s *Server) startCoAP(ctx context.Context, cert tls.Certificate) error {
 		return nil
 	}
 	n := &coapNode{srv: coapapi.New(s.provision, s.registry, coapapi.WithLogger(s.log))}
-	coapNodes.Store(s, n)
+	s.coap = n
 	var err error
 	if coaps != "" {
 		if n.coaps, err = n.srv.ListenDTLS(coaps, cert); err != nil {
@@ -57,25 +51,26 @@ func listenAddr(a string) string {
 
 // stopCoAP closes the CoAP listeners and sessions.
 func (s *Server) stopCoAP() error {
-	v, ok := coapNodes.LoadAndDelete(s)
-	if !ok {
+	n := s.coap
+	if n == nil {
 		return nil
 	}
-	return v.(*coapNode).srv.Close()
+	s.coap = nil
+	return n.srv.Close()
 }
 
 // CoAPSAddr returns the bound address of CoAP over DTLS, or nil.
 func (s *Server) CoAPSAddr() net.Addr {
-	if v, ok := coapNodes.Load(s); ok {
-		return v.(*coapNode).coaps
+	if s.coap != nil {
+		return s.coap.coaps
 	}
 	return nil
 }
 
 // CoAPAddr returns the bound address of plain CoAP, or nil.
 func (s *Server) CoAPAddr() net.Addr {
-	if v, ok := coapNodes.Load(s); ok {
-		return v.(*coapNode).udp
+	if s.coap != nil {
+		return s.coap.udp
 	}
 	return nil
 }

@@ -6,20 +6,16 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"sync"
 
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/mqttapi"
 )
 
-// mqttNode is a node's MQTT front end. It lives beside Server (keyed by
-// it) so that this file alone wires MQTT in.
+// mqttNode is a node's MQTT front end.
 type mqttNode struct {
 	broker *mqttapi.Broker
 	addr   net.Addr // the MQTT-over-TLS listener's bound address
 }
-
-var mqttNodes sync.Map // *Server -> *mqttNode
 
 // startMQTT starts the MQTT listeners configured: MQTT over TLS
 // (MQTTAddr), over secure WebSocket (MQTTWSAddr) and plain (MQTTTCPAddr,
@@ -59,40 +55,47 @@ func (s *Server) startMQTT(ctx context.Context, cert tls.Certificate) error {
 		b.Close()
 		return err
 	}
-	mqttNodes.Store(s, n)
+	s.mqtt = n
 	s.log.Info("mqtt serving", "tls", cfg.MQTTAddr, "wss", cfg.MQTTWSAddr, "tcp", cfg.MQTTTCPAddr)
 	return nil
 }
 
 // stopMQTT closes the MQTT listeners and sessions.
 func (s *Server) stopMQTT() error {
-	v, ok := mqttNodes.LoadAndDelete(s)
-	if !ok {
+	n := s.mqtt
+	if n == nil {
 		return nil
 	}
-	return v.(*mqttNode).broker.Close()
+	s.mqtt = nil
+	return n.broker.Close()
 }
 
 // MQTTAddr is the address the MQTT-over-TLS listener is bound to, or nil.
 func (s *Server) MQTTAddr() net.Addr {
-	if v, ok := mqttNodes.Load(s); ok {
-		return v.(*mqttNode).addr
+	if s.mqtt != nil {
+		return s.mqtt.addr
 	}
 	return nil
 }
 
 // MQTTBroker returns the node's broker, or nil (for tests and metrics).
 func (s *Server) MQTTBroker() *mqttapi.Broker {
-	if v, ok := mqttNodes.Load(s); ok {
-		return v.(*mqttNode).broker
+	if s.mqtt != nil {
+		return s.mqtt.broker
 	}
 	return nil
 }
 
 // mqttHookHandler answers an external broker's authentication and
-// authorisation questions (EMQX 5 HTTP hooks): mount it at /hooks/emqx/.
+// authorisation questions (EMQX 5 HTTP hooks, mosquitto-go-auth): mounted
+// at /hooks/emqx/ only when Config.MQTTHookSecret is set, so that nobody
+// without the secret can use it as a password oracle.
 func (s *Server) mqttHookHandler() http.Handler {
-	return http.StripPrefix("/hooks/emqx", mqttapi.NewHookHandler(s.registry, s.provision, mqttapi.WithHookLogger(s.log.With("front_end", "emqx_hook"))))
+	opts := []mqttapi.HookOption{mqttapi.WithHookLogger(s.log.With("front_end", "emqx_hook"))}
+	if s.cfg.MQTTHookSecret != "" {
+		opts = append(opts, mqttapi.WithHookSecret(s.cfg.MQTTHookSecret))
+	}
+	return http.StripPrefix("/hooks/emqx", mqttapi.NewHookHandler(s.registry, s.provision, opts...))
 }
 
 // MQTTHookHandler is mqttHookHandler for tests and embedders: it strips

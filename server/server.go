@@ -60,6 +60,10 @@ type Config struct {
 	MQTTTCPAddr string // plain MQTT, only when explicitly asked for
 	CoAPSAddr   string // CoAP over DTLS (UDP)
 	CoAPAddr    string // plain CoAP: discovery only
+	// MQTTHookSecret enables the external-broker hook at /hooks/emqx/ (EMQX
+	// 5 HTTP authn/authz, mosquitto-go-auth); brokers send it as a bearer
+	// token. Empty: the hook is not served.
+	MQTTHookSecret string
 }
 
 // RateLimits bounds device-facing requests, per node: per source address
@@ -86,6 +90,9 @@ type Server struct {
 
 	sweeperDone  chan struct{}
 	presenceDone chan struct{}
+
+	mqtt *mqttNode // nil when no MQTT listener is configured
+	coap *coapNode // nil when no CoAP listener is configured
 }
 
 // Run starts a node and serves until ctx ends, then shuts it down gracefully.
@@ -213,6 +220,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/v1/", admin)
 	mux.Handle("/healthz", admin)
 	mux.Handle("/readyz", admin)
+	if s.cfg.MQTTHookSecret != "" {
+		mux.Handle("/hooks/emqx/", s.mqttHookHandler())
+	}
 	mux.Handle("/", devicehttp.New(s.provision, devicehttp.WithLogger(s.log)))
 	return mux
 }

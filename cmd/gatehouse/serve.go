@@ -28,6 +28,7 @@ const (
 	envMQTTTCPAddr   = "GATEHOUSE_MQTT_TCP_ADDR"
 	envCoAPSAddr     = "GATEHOUSE_COAPS_ADDR"
 	envCoAPAddr      = "GATEHOUSE_COAP_ADDR"
+	envMQTTHookFile  = "GATEHOUSE_MQTT_HOOK_SECRET_FILE"
 )
 
 func (a *app) serveCommand() *cobra.Command {
@@ -72,6 +73,7 @@ GATEHOUSE_MASTER_KEY_FILE.`,
 	f.String("mqtt-ws-addr", "off", "address of the MQTT over secure WebSocket listener (env "+envMQTTWSAddr+")")
 	f.String("mqtt-tcp-addr", "off", "address of a PLAIN-TEXT MQTT listener; only for trusted networks (env "+envMQTTTCPAddr+")")
 	f.String("coaps-addr", server.DefaultCoAPSAddr, "address of the CoAP over DTLS listener (UDP); \"off\" disables it (env "+envCoAPSAddr+")")
+	f.String("mqtt-hook-secret-file", "", "file holding the bearer secret external brokers (EMQX, mosquitto-go-auth) send to /hooks/emqx/; without it the hook is off (env "+envMQTTHookFile+")")
 	f.String("coap-addr", "off", "address of a plain CoAP listener serving only discovery (env "+envCoAPAddr+")")
 	return cmd
 }
@@ -141,6 +143,15 @@ func serveConfig(flags *pflag.FlagSet, getenv func(string) string) (serveSetting
 	s.MQTTTCPAddr = addr("mqtt-tcp-addr", envMQTTTCPAddr)
 	s.CoAPSAddr = addr("coaps-addr", envCoAPSAddr)
 	s.CoAPAddr = addr("coap-addr", envCoAPAddr)
+	if path := value("mqtt-hook-secret-file", envMQTTHookFile); path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return s, usagef("--mqtt-hook-secret-file: %v", err)
+		}
+		if s.MQTTHookSecret = strings.TrimSpace(string(raw)); len(s.MQTTHookSecret) < 16 {
+			return s, usagef("--mqtt-hook-secret-file must hold a secret of at least 16 characters")
+		}
+	}
 	return s, nil
 }
 
