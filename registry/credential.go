@@ -474,15 +474,18 @@ func (s *Service) AuthenticateCertificate(ctx context.Context, scope string, lea
 		return nil, nil, err
 	}
 	now := s.timestamp()
-	roots := x509.NewCertPool()
-	roots.AddCert(auth.Certificate())
-	inter := x509.NewCertPool()
-	for _, c := range intermediates {
-		inter.AddCert(c)
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return nil, nil, denied
+	if !s.verified.ok(scope, auth.Certificate(), leaf, now) {
+		roots := x509.NewCertPool()
+		roots.AddCert(auth.Certificate())
+		inter := x509.NewCertPool()
+		for _, c := range intermediates {
+			inter.AddCert(c)
+		}
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			return nil, nil, denied
+		}
+		s.verified.add(scope, auth.Certificate(), leaf)
 	}
 	sc, deviceID, err := ca.IdentityFromCertificate(leaf)
 	if err != nil || sc != scope {

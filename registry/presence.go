@@ -50,7 +50,9 @@ func newPresence() *presence {
 // its connection reads online (within presenceFlushEvery), lastSeen moves,
 // and a device in state provisioned becomes active (first authenticated
 // contact).
-func (s *Service) DeviceConnected(scope, id, protocol string) { s.notePresence(scope, id, protocol, true) }
+func (s *Service) DeviceConnected(scope, id, protocol string) {
+	s.notePresence(scope, id, protocol, true)
+}
 
 // DeviceDisconnected records that a device's session ended.
 func (s *Service) DeviceDisconnected(scope, id, protocol string) {

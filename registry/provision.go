@@ -29,13 +29,13 @@ type ProvisionCommit struct {
 	// ProvedWith is the kind of secret the device attested with
 	// (symmetric_key or token; x509 needs no record: the factory
 	// certificate is the enrollment's). KeySlot names the key's slot.
-	ProvedWith gatehouse.CredentialKind
-	KeySlot    string
-	CSR            *x509.CertificateRequest
-	CertDER        []byte // the certificate already signed for CSR (signing happens outside the transaction)
-	AssignedHub    string
-	Tags           map[string]string // overrides of the initial tags (pre-provision webhook)
-	Config         json.RawMessage   // override of the initial config
+	ProvedWith  gatehouse.CredentialKind
+	KeySlot     string
+	CSR         *x509.CertificateRequest
+	CertDER     []byte // the certificate already signed for CSR (signing happens outside the transaction)
+	AssignedHub string
+	Tags        map[string]string // overrides of the initial tags (pre-provision webhook)
+	Config      json.RawMessage   // override of the initial config
 }
 
 // ProvisionOutcome is the committed result.

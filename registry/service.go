@@ -24,6 +24,9 @@ type Service struct {
 	keyring *secret.Keyring // seals scope CA keys
 	cas     caCache
 	pres    *presence
+	// verified caches certificate chains that verified (signature work
+	// only; never status).
+	verified verifyCache
 }
 
 // Option configures a Service.
