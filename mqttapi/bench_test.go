@@ -299,7 +299,7 @@ func memNow() memSample {
 func TestHelperHoldConnections(t *testing.T) {
 	addr, file := os.Getenv("GATEHOUSE_HELPER_ADDR"), os.Getenv("GATEHOUSE_HELPER_DEVICES")
 	if addr == "" {
-		t.Skip("client process of BenchmarkHeldConnections")
+		return // only the benchmark's child process does anything here
 	}
 	raw, err := os.ReadFile(file)
 	if err != nil {
