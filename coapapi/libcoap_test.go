@@ -17,7 +17,7 @@ import (
 func TestLibcoap(t *testing.T) {
 	bin, err := exec.LookPath("coap-client-openssl")
 	if err != nil {
-		t.Skip("coap-client-openssl (libcoap3-bin) not installed")
+		t.Fatal("coap-client-openssl (libcoap3-bin) not installed; scripts/test installs it")
 	}
 	e := startEnv(t, server.Config{})
 	g := e.enroll(`{"id":"line-1","type":"group","attestation":{"type":"symmetric_key"}}`)
