@@ -45,6 +45,9 @@ type Store interface {
 // Reader holds the queries that need no transaction. Each is consistent on
 // its own (one statement or one snapshot).
 type Reader interface {
+	WebhookReader
+	CountReader
+
 	GetScope(ctx context.Context, id string) (*Scope, error)
 	ListScopes(ctx context.Context) ([]*Scope, error)
 
@@ -96,6 +99,8 @@ type Reader interface {
 // fn may handle it, go on writing and return nil, and its other writes
 // commit. Any other error may have ended the transaction; fn should return it.
 type Tx interface {
+	WebhookTx
+
 	GetScope(id string) (*Scope, error)
 	CreateScope(s *Scope) error
 
@@ -178,4 +183,106 @@ type Tx interface {
 	// returns the stored value either way: the first writer among several
 	// nodes wins.
 	PutSettingIfAbsent(key string, value []byte) ([]byte, error)
+}
+
+// EventFilter selects events for the audit query. Empty fields match
+// everything. Type matches exactly, or, ending in ".*", every type with that
+// prefix ("device.*"). Since and Until bound the event time (inclusive,
+// exclusive); zero means unbounded.
+type EventFilter struct {
+	Scope   string
+	After   int64 // only events with Seq > After
+	Limit   int   // <= 0 means MaxEventPage
+	Actor   string
+	Subject string
+	Type    string
+	Since   time.Time
+	Until   time.Time
+}
+
+// EventHook is a scope's event delivery webhook and its delivery cursor
+// (not to be confused with Webhook, an enrollment's provisioning call).
+// The store keeps it as written; the registry owns its meaning.
+type EventHook struct {
+	Scope        string
+	ID           string
+	URL          string
+	Events       []string // type filters: exact types or prefixes ending ".*"; empty means all
+	SealedSecret []byte   // the signing secret, sealed by the keyring
+	CreatedAt    time.Time
+	CreatedBy    string
+
+	// DeliveredSeq is the last sequence number done with (delivered,
+	// filtered out or dead-lettered).
+	DeliveredSeq int64
+	// Failures counts consecutive failed attempts at event DeliveredSeq+1.
+	Failures    int
+	NextAttempt time.Time // no attempt before this (backoff)
+	LastError   string
+	// Generation grows with every replay, so that a worker that read the
+	// cursor before the replay does not write its progress over it.
+	Generation int64
+	// LeaseOwner holds delivery until LeaseUntil: one node delivers a
+	// webhook at a time.
+	LeaseOwner string
+	LeaseUntil time.Time
+}
+
+// DeadLetter is an event a webhook gave up delivering.
+type DeadLetter struct {
+	Scope     string
+	WebhookID string
+	Seq       int64
+	Type      string
+	Attempts  int
+	LastError string
+	Time      time.Time // when it was given up
+}
+
+// WebhookReader is the read side of event delivery webhooks, part of Reader.
+type WebhookReader interface {
+	// QueryEvents returns up to f.Limit events of f.Scope with Seq >
+	// f.After that match f, in sequence order.
+	QueryEvents(ctx context.Context, f EventFilter) ([]*Event, error)
+	// GetWebhook returns one webhook (ENotFound if missing).
+	GetWebhook(ctx context.Context, scope, id string) (*EventHook, error)
+	// ListWebhooks returns the webhooks of scope ordered by ID; scope ""
+	// lists every scope's, ordered by scope and ID.
+	ListWebhooks(ctx context.Context, scope string) ([]*EventHook, error)
+	// ListDeadLetters returns up to limit dead letters of a webhook with
+	// Seq > after, in sequence order. limit <= 0 means 100.
+	ListDeadLetters(ctx context.Context, scope, webhookID string, after int64, limit int) ([]*DeadLetter, error)
+}
+
+// WebhookTx is the write side of webhooks, part of Tx.
+type WebhookTx interface {
+	// CreateWebhook stores a new webhook (EConflict on a duplicate ID).
+	CreateWebhook(w *EventHook) error
+	// GetWebhook returns a webhook, locking it until the transaction ends.
+	GetWebhook(scope, id string) (*EventHook, error)
+	// UpdateWebhook replaces a webhook's cursor and lease fields
+	// (DeliveredSeq, Failures, NextAttempt, LastError, Generation,
+	// LeaseOwner, LeaseUntil). ENotFound if it does not exist.
+	UpdateWebhook(w *EventHook) error
+	// DeleteWebhook removes a webhook and its dead letters (ENotFound if
+	// missing).
+	DeleteWebhook(scope, id string) error
+	// AddDeadLetter records an event a webhook gave up on, replacing an
+	// earlier dead letter of the same event.
+	AddDeadLetter(d *DeadLetter) error
+}
+
+// DeviceCountBy names what CountDevices groups by: "state", "connection",
+// or "tag:<key>".
+type DeviceCountBy string
+
+// CountReader holds the dashboard counts.
+type CountReader interface {
+	// CountDevices returns the number of devices of scope per value of by
+	// (state, connection status, or a tag's value; devices without the tag
+	// count under ""). Values with no devices are absent.
+	CountDevices(ctx context.Context, scope string, by DeviceCountBy) (map[string]int64, error)
+	// CountAllDevices is CountDevices over every scope, keyed by scope
+	// then value (metrics read it at scrape time).
+	CountAllDevices(ctx context.Context, by DeviceCountBy) (map[string]map[string]int64, error)
 }
