@@ -438,6 +438,10 @@ func sampleBody(t *testing.T, rt route) any {
 		return map[string]any{"enabled": false}
 	case "POST /v1/scopes/{scope}/enrollments/{id}/verification-code":
 		return map[string]any{}
+	case "POST /v1/scopes/{scope}/webhooks":
+		return map[string]any{"url": "https://example.com/hook", "events": []string{"device.*"}}
+	case "POST /v1/scopes/{scope}/webhooks/{id}/replay":
+		return map[string]int64{"fromSeq": 1}
 	case "POST /v1/scopes/{scope}/enrollments/{id}/verify":
 		return map[string]string{"certificate": mustLeafPEM(t, mustTestCA(t, "sample CA"), "0123456789abcdef0123456789abcdef")}
 	}

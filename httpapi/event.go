@@ -16,7 +16,11 @@ import (
 // events lists a scope's event log after a sequence number, or streams it
 // as Server-Sent Events when the client accepts text/event-stream.
 func (h *Handler) events(w http.ResponseWriter, r *http.Request) error {
-	q, err := parseQuery(r.URL.RawQuery, "after", "limit")
+	q, err := parseQuery(r.URL.RawQuery, append([]string{"after", "limit"}, auditParams...)...)
+	if err != nil {
+		return err
+	}
+	eq, filtered, err := parseEventQuery(q)
 	if err != nil {
 		return err
 	}
@@ -30,6 +34,9 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) error {
 	}
 	scope := r.PathValue("scope")
 	if acceptsEventStream(r.Header.Values("Accept")) {
+		if filtered {
+			return gatehouse.Errorf(gatehouse.EInvalid, "the event stream takes no filters (actor, subject, type, since, until); filter the list, or filter as you read")
+		}
 		if id := r.Header.Get("Last-Event-ID"); id != "" {
 			n, err := strconv.ParseInt(strings.TrimSpace(id), 10, 64)
 			if err != nil || n < 0 {
@@ -38,6 +45,14 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) error {
 			after = n
 		}
 		return h.streamEvents(w, r, scope, after)
+	}
+	if filtered {
+		eq.After, eq.Limit = after, limit
+		evs, err := h.reg.QueryEvents(r.Context(), principal(r), scope, eq)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, newList(evs))
 	}
 	evs, err := h.reg.Events(r.Context(), principal(r), scope, after, limit)
 	if err != nil {

@@ -41,6 +41,15 @@ type Registry interface {
 
 	Events(ctx context.Context, p *gatehouse.Principal, scope string, after int64, limit int) ([]*gatehouse.Event, error)
 	EventSignal(scope string) <-chan struct{}
+	QueryEvents(ctx context.Context, p *gatehouse.Principal, scope string, q registry.EventQuery) ([]*gatehouse.Event, error)
+
+	CreateWebhook(ctx context.Context, p *gatehouse.Principal, scope string, req registry.WebhookCreate) (*registry.WebhookInfo, error)
+	ListWebhooks(ctx context.Context, p *gatehouse.Principal, scope string) ([]*registry.WebhookInfo, error)
+	GetWebhook(ctx context.Context, p *gatehouse.Principal, scope, id string) (*registry.WebhookInfo, error)
+	DeleteWebhook(ctx context.Context, p *gatehouse.Principal, scope, id string) error
+	DeadLetters(ctx context.Context, p *gatehouse.Principal, scope, id string, after int64, limit int) ([]*gatehouse.DeadLetter, error)
+	ReplayWebhook(ctx context.Context, p *gatehouse.Principal, scope, id string, fromSeq int64) (*registry.WebhookInfo, error)
+	CountDevices(ctx context.Context, p *gatehouse.Principal, scope, by string) (*registry.DeviceCounts, error)
 
 	SetScopePolicy(ctx context.Context, p *gatehouse.Principal, scope string, policy gatehouse.ScopePolicy) (*gatehouse.Scope, error)
 	CA(ctx context.Context, p *gatehouse.Principal, scope string) (*registry.CAInfo, error)

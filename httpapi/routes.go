@@ -27,6 +27,7 @@ var routes = []route{
 
 	{"POST", "/v1/scopes/{scope}/devices", true, (*Handler).createDevice},
 	{"GET", "/v1/scopes/{scope}/devices", true, (*Handler).listDevices},
+	{"GET", "/v1/scopes/{scope}/device-counts", true, (*Handler).deviceCounts},
 	{"POST", "/v1/scopes/{scope}/imports", true, (*Handler).importDevices},
 	{"GET", "/v1/scopes/{scope}/exports/devices", true, (*Handler).exportDevices},
 	{"GET", "/v1/scopes/{scope}/devices/{id}", true, (*Handler).getDevice},
@@ -58,4 +59,11 @@ var routes = []route{
 	{"GET", "/v1/scopes/{scope}/registrations/{registrationId}", true, (*Handler).getRegistration},
 
 	{"GET", "/v1/scopes/{scope}/events", true, (*Handler).events},
+
+	{"POST", "/v1/scopes/{scope}/webhooks", true, (*Handler).createWebhook},
+	{"GET", "/v1/scopes/{scope}/webhooks", true, (*Handler).listWebhooks},
+	{"GET", "/v1/scopes/{scope}/webhooks/{id}", true, (*Handler).getWebhook},
+	{"DELETE", "/v1/scopes/{scope}/webhooks/{id}", true, (*Handler).deleteWebhook},
+	{"GET", "/v1/scopes/{scope}/webhooks/{id}/dead-letters", true, (*Handler).webhookDeadLetters},
+	{"POST", "/v1/scopes/{scope}/webhooks/{id}/replay", true, (*Handler).replayWebhook},
 }
