@@ -285,4 +285,8 @@ type CountReader interface {
 	// CountAllDevices is CountDevices over every scope, keyed by scope
 	// then value (metrics read it at scrape time).
 	CountAllDevices(ctx context.Context, by DeviceCountBy) (map[string]map[string]int64, error)
+	// CountExpiringCredentials returns, per scope, the number of active
+	// credentials whose NotAfter is in [from, before). Scopes with none
+	// are absent.
+	CountExpiringCredentials(ctx context.Context, from, before time.Time) (map[string]int64, error)
 }

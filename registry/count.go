@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
 )
@@ -44,8 +45,8 @@ func (s *Service) CountDevices(ctx context.Context, p *gatehouse.Principal, scop
 	return out, nil
 }
 
-// FleetCounts is every scope's devices counted by state and by connection,
-// and the credentials expiring soon, for metrics.
+// FleetCounts is every scope's devices counted by state and by
+// connection, for metrics.
 func (s *Service) FleetCounts(ctx context.Context) (byState, byConn map[string]map[string]int64, err error) {
 	if byState, err = s.store.CountAllDevices(ctx, "state"); err != nil {
 		return nil, nil, err
@@ -54,4 +55,11 @@ func (s *Service) FleetCounts(ctx context.Context) (byState, byConn map[string]m
 		return nil, nil, err
 	}
 	return byState, byConn, nil
+}
+
+// ExpiringCredentials returns, per scope, the active credentials that
+// expire within the window from now (for metrics).
+func (s *Service) ExpiringCredentials(ctx context.Context, within time.Duration) (map[string]int64, error) {
+	now := s.timestamp()
+	return s.store.CountExpiringCredentials(ctx, now, now.Add(within))
 }

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/jackc/pgx/v5"
@@ -74,4 +75,17 @@ func (s *Store) countDevices(ctx context.Context, scope string, by gatehouse.Dev
 		return nil
 	})
 	return out, mapErr("count devices", err)
+}
+
+func (s *Store) CountExpiringCredentials(ctx context.Context, from, before time.Time) (map[string]int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT scope, count(*) FROM credentials
+		WHERE not_after >= $1 AND not_after < $2 AND status = 'active' GROUP BY scope`, from, before)
+	if err != nil {
+		return nil, mapErr("count expiring credentials", err)
+	}
+	out := map[string]int64{}
+	var sc string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&sc, &n}, func() error { out[sc] = n; return nil })
+	return out, mapErr("count expiring credentials", err)
 }

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
 )
@@ -111,4 +112,25 @@ func (s *Store) groupCounts(ctx context.Context, out map[string]map[string]int64
 		out[sc][v] += n
 	}
 	return storeError("count devices", rows.Err(), "devices", "")
+}
+
+// CountExpiringCredentials implements gatehouse.Reader, per scope on the
+// credentials_not_after index.
+func (s *Store) CountExpiringCredentials(ctx context.Context, from, before time.Time) (map[string]int64, error) {
+	rows, err := s.reads.query(ctx, `SELECT scope, count(*) FROM credentials
+		WHERE not_after >= ? AND not_after < ? AND status = 'active' GROUP BY scope`, micros(from), micros(before))
+	if err != nil {
+		return nil, storeError("count expiring credentials", err, "credentials", "")
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var sc string
+		var n int64
+		if err := rows.Scan(&sc, &n); err != nil {
+			return nil, storeError("count expiring credentials", err, "credentials", "")
+		}
+		out[sc] = n
+	}
+	return out, storeError("count expiring credentials", rows.Err(), "credentials", "")
 }

@@ -213,4 +213,27 @@ func testCounts(t *testing.T, s gatehouse.Store) {
 	if d := cmp.Diff(want, all); d != "" {
 		t.Errorf("CountAllDevices (-want +got):\n%s", d)
 	}
+
+	// Credentials: active ones expiring in the window count.
+	t0 := now()
+	var cs []*gatehouse.Credential
+	for i, days := range []int{1, 5, 13, 20, 3} {
+		c := newCredential("acme", fmt.Sprintf("c%d", i), "d0")
+		c.NotAfter = timePtr(t0.Add(time.Duration(days) * 24 * time.Hour))
+		if i == 4 {
+			c.Status = gatehouse.CredentialRevoked
+		}
+		cs = append(cs, c)
+	}
+	c := newCredential("beta", "c9", "x")
+	c.NotAfter = timePtr(t0.Add(2 * time.Hour))
+	cs = append(cs, c)
+	createCredentials(t, s, cs...)
+	exp, err := s.CountExpiringCredentials(ctx, t0, t0.Add(14*24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(map[string]int64{"acme": 3, "beta": 1}, exp); d != "" {
+		t.Errorf("CountExpiringCredentials (-want +got):\n%s", d)
+	}
 }
