@@ -1,0 +1,191 @@
+package deviceclient_test
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse"
+	"github.com/gatehouse-iot/gatehouse/deviceclient"
+	"github.com/gatehouse-iot/gatehouse/registry"
+	"github.com/gatehouse-iot/gatehouse/server"
+)
+
+// node is a real Gatehouse server on a loopback port.
+type node struct {
+	srv   *server.Server
+	roots *x509.CertPool
+	p     *gatehouse.Principal
+}
+
+func startNode(tb testing.TB) *node {
+	tb.Helper()
+	dir := tb.TempDir()
+	srv, err := server.Start(context.Background(), server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
+		RateLimits: &server.RateLimits{PerSource: 1e6, SourceBurst: 1e6, PerID: 1e6, IDBurst: 1e6}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { srv.Close() })
+	tok, _ := os.ReadFile(filepath.Join(dir, server.AdminTokenFile))
+	p, err := srv.Registry().Authenticate(context.Background(), strings.TrimSpace(string(tok)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	caPEM, _ := os.ReadFile(filepath.Join(dir, server.CAFile))
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	return &node{srv: srv, roots: roots, p: p}
+}
+
+func (n *node) enroll(tb testing.TB, e registry.EnrollmentCreate) *gatehouse.Enrollment {
+	tb.Helper()
+	got, err := n.srv.Registry().CreateEnrollment(context.Background(), n.p, "default", e)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return got
+}
+
+func (n *node) symmetricGroup(tb testing.TB, id string) []byte {
+	e := n.enroll(tb, registry.EnrollmentCreate{ID: id, Type: gatehouse.EnrollmentGroup,
+		Attestation: gatehouse.Attestation{Type: gatehouse.AttestSymmetricKey},
+		Credentials: gatehouse.CredentialPolicy{Certificate: gatehouse.CertRequired}})
+	key, _ := base64.StdEncoding.DecodeString(e.Attestation.PrimaryKey)
+	return key
+}
+
+func TestProvisionProtocols(t *testing.T) {
+	n := startNode(t)
+	groupKey := n.symmetricGroup(t, "line-1")
+	tok := n.enroll(t, registry.EnrollmentCreate{ID: "boot", Type: gatehouse.EnrollmentGroup,
+		Attestation: gatehouse.Attestation{Type: gatehouse.AttestToken, MaxUses: 100},
+		Credentials: gatehouse.CredentialPolicy{Certificate: gatehouse.CertRequired}}).Attestation.Token
+	for _, tc := range []struct {
+		proto deviceclient.Protocol
+		creds deviceclient.Credentials
+	}{
+		{deviceclient.Native, deviceclient.Credentials{GroupKey: groupKey}},
+		{deviceclient.Native, deviceclient.Credentials{BootstrapToken: tok}},
+		{deviceclient.DPS, deviceclient.Credentials{GroupKey: groupKey}},
+		{deviceclient.EST, deviceclient.Credentials{BootstrapToken: tok}},
+	} {
+		name := string(tc.proto) + "-" + map[bool]string{true: "token", false: "key"}[tc.creds.BootstrapToken != ""]
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			store := deviceclient.FileStore{Path: filepath.Join(t.TempDir(), "identity.json")}
+			cfg := deviceclient.Config{ServerURL: n.srv.URL(), RegistrationID: "dev-" + name, Protocol: tc.proto,
+				Credentials: tc.creds, RootCAs: n.roots, Store: store}
+			c, err := deviceclient.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := c.Provision(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if id.DeviceID != "dev-"+name || id.CertificatePEM == "" || id.KeyPEM == "" {
+				t.Fatalf("identity: got device %q, certificate %v, key %v", id.DeviceID, id.CertificatePEM != "", id.KeyPEM != "")
+			}
+			if _, err := id.TLSCertificate(); err != nil {
+				t.Fatalf("TLSCertificate: %v", err)
+			}
+			fi, err := os.Stat(store.Path)
+			if err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("identity file: %v, mode %v; want 0600", err, fi.Mode().Perm())
+			}
+
+			// A reboot reuses the stored identity: no new registration.
+			c2, _ := deviceclient.New(cfg)
+			again, err := c2.Provision(ctx)
+			if err != nil || again.CertificatePEM != id.CertificatePEM {
+				t.Fatalf("second boot: got a different identity (err %v)", err)
+			}
+			if c2.RenewDue(again) {
+				t.Fatalf("a fresh certificate is due for renewal")
+			}
+
+			// Two thirds of the lifetime later, RenewIfDue renews.
+			later := id.NotBefore.Add(id.NotAfter.Sub(id.NotBefore) * 2 / 3).Add(time.Minute)
+			cfg.Now = func() time.Time { return later }
+			c3, _ := deviceclient.New(cfg)
+			if tc.proto == deviceclient.DPS {
+				return // DPS has no renewal of its own; the native renew is covered above
+			}
+			renewed, err := c3.RenewIfDue(ctx)
+			if err != nil {
+				t.Fatalf("renew: %v", err)
+			}
+			if renewed.CertificatePEM == id.CertificatePEM || renewed.KeyPEM == id.KeyPEM || renewed.RenewedAt.IsZero() {
+				t.Fatalf("renew: certificate or key unchanged")
+			}
+			if renewed.DeviceID != id.DeviceID {
+				t.Fatalf("renew: device %q, want %q", renewed.DeviceID, id.DeviceID)
+			}
+		})
+	}
+}
+
+func TestPermanentErrorIsNotRetried(t *testing.T) {
+	n := startNode(t)
+	n.symmetricGroup(t, "line-1")
+	var retries atomic.Int32
+	c, _ := deviceclient.New(deviceclient.Config{ServerURL: n.srv.URL(), RegistrationID: "dev-1", RootCAs: n.roots,
+		Credentials: deviceclient.Credentials{GroupKey: []byte("not the group key")},
+		OnRetry:     func(error, time.Duration) { retries.Add(1) }})
+	_, err := c.Provision(context.Background())
+	var e *deviceclient.Error
+	if !errors.As(err, &e) || e.Status != 401 || e.Code != "unauthenticated" {
+		t.Fatalf("got %v, want 401 unauthenticated", err)
+	}
+	if deviceclient.IsRetryable(err) || retries.Load() != 0 {
+		t.Fatalf("retried %d times a permanent error", retries.Load())
+	}
+}
+
+// Dropped connections are retried with backoff until one gets through.
+func TestDroppedConnectionsAreRetried(t *testing.T) {
+	n := startNode(t)
+	groupKey := n.symmetricGroup(t, "line-1")
+	var dials atomic.Int32
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if dials.Add(1) <= 3 {
+			return nil, errors.New("injected: connection refused")
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	var retries atomic.Int32
+	c, _ := deviceclient.New(deviceclient.Config{ServerURL: n.srv.URL(), RegistrationID: "dev-2", RootCAs: n.roots,
+		Credentials: deviceclient.Credentials{GroupKey: groupKey}, DialContext: dial,
+		Retry:       deviceclient.Retry{Initial: time.Millisecond, Max: 5 * time.Millisecond},
+		OnRetry:     func(error, time.Duration) { retries.Add(1) }})
+	if _, err := c.Provision(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if retries.Load() != 3 {
+		t.Fatalf("retries: got %d, want 3", retries.Load())
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, cfg := range []deviceclient.Config{
+		{ServerURL: "http://x", RegistrationID: "a", Credentials: deviceclient.Credentials{BootstrapToken: "t"}},
+		{ServerURL: "https://x", Credentials: deviceclient.Credentials{BootstrapToken: "t"}},
+		{ServerURL: "https://x", RegistrationID: "a"},
+		{ServerURL: "https://x", RegistrationID: "a", Protocol: deviceclient.EST, Credentials: deviceclient.Credentials{GroupKey: []byte("k")}},
+		{ServerURL: "https://x", RegistrationID: "a", Protocol: deviceclient.DPS, Credentials: deviceclient.Credentials{BootstrapToken: "t"}},
+	} {
+		if _, err := deviceclient.New(cfg); err == nil {
+			t.Errorf("New(%+v): got no error", cfg)
+		}
+	}
+}

@@ -1,0 +1,124 @@
+package deviceclient
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Identity is what a device keeps between boots: who it is, where it was
+// assigned, and its operational credentials.
+type Identity struct {
+	Scope          string            `json:"scope"`
+	RegistrationID string            `json:"registrationId"`
+	DeviceID       string            `json:"deviceId"`
+	EnrollmentID   string            `json:"enrollmentId,omitempty"`
+	AssignedHub    string            `json:"assignedHub,omitempty"`
+	Protocol       Protocol          `json:"protocol"`
+	CertificatePEM string            `json:"certificate,omitempty"` // the device's operational certificate
+	KeyPEM         string            `json:"key,omitempty"`         // its private key (PKCS #8)
+	ChainPEM       string            `json:"chain,omitempty"`       // issuing CA through the root
+	NotBefore      time.Time         `json:"notBefore,omitzero"`
+	NotAfter       time.Time         `json:"notAfter,omitzero"`
+	Config         json.RawMessage   `json:"config,omitempty"`
+	Tags           map[string]string `json:"tags,omitempty"`
+	ProvisionedAt  time.Time         `json:"provisionedAt"`
+	RenewedAt      time.Time         `json:"renewedAt,omitzero"`
+}
+
+// ErrNoIdentity is returned by a Store that holds no identity yet.
+var ErrNoIdentity = errors.New("deviceclient: no stored identity")
+
+// Store keeps a device's identity. Load returns ErrNoIdentity when there is
+// none. Implementations must make Save atomic: after a crash, Load returns
+// either the old identity or the new one.
+type Store interface {
+	Load(ctx context.Context) (*Identity, error)
+	Save(ctx context.Context, id *Identity) error
+}
+
+// FileStore keeps the identity in one JSON file, mode 0600, replaced
+// atomically (write a temporary file, sync it, rename it over the old one,
+// sync the directory).
+type FileStore struct {
+	Path string
+}
+
+// Load implements Store.
+func (f FileStore) Load(ctx context.Context) (*Identity, error) {
+	b, err := os.ReadFile(f.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNoIdentity
+	} else if err != nil {
+		return nil, fmt.Errorf("load identity: %w", err)
+	}
+	var id Identity
+	if err := json.Unmarshal(b, &id); err != nil {
+		return nil, fmt.Errorf("load identity from %s: %w", f.Path, err)
+	}
+	return &id, nil
+}
+
+// Save implements Store.
+func (f FileStore) Save(ctx context.Context, id *Identity) error {
+	b, err := json.MarshalIndent(id, "", "  ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(f.Path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("save identity: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".identity-*")
+	if err != nil {
+		return fmt.Errorf("save identity: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save identity: %w", err)
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save identity: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save identity: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("save identity: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), f.Path); err != nil {
+		return fmt.Errorf("save identity: %w", err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// MemoryStore keeps the identity in memory (tests, simulators).
+type MemoryStore struct{ id *Identity }
+
+// Load implements Store.
+func (m *MemoryStore) Load(context.Context) (*Identity, error) {
+	if m.id == nil {
+		return nil, ErrNoIdentity
+	}
+	c := *m.id
+	return &c, nil
+}
+
+// Save implements Store.
+func (m *MemoryStore) Save(_ context.Context, id *Identity) error {
+	c := *id
+	m.id = &c
+	return nil
+}
