@@ -31,6 +31,7 @@ type Registry interface {
 	ReportProperties(ctx context.Context, scope, id string, patch json.RawMessage) error
 	DeviceSeen(scope, id, protocol string)
 	FollowEvents(ctx context.Context, poll time.Duration, fn func(*gatehouse.Event)) error
+	RecordTopicViolations(ctx context.Context, scope, id, protocol string, count int, sample string) error
 }
 
 // Provisioner is what the broker needs of the provisioning core.

@@ -463,6 +463,13 @@ func (b *Broker) violation(s *session, topic string, write bool) {
 		b.log.Warn("mqtt: repeated topic violations; closing the session", "scope", s.scope, "device_id", s.id,
 			"kind", s.kind.String(), "violations", n, "remote", s.cl.Net.Remote)
 		go b.disconnect(s, packets.ErrNotAuthorized)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := b.reg.RecordTopicViolations(ctx, s.scope, s.id, "mqtt", int(n), topic); err != nil {
+				b.log.Error("mqtt: record topic violations", "scope", s.scope, "device_id", s.id, "err", err)
+			}
+		}()
 	}
 }
 

@@ -259,3 +259,27 @@ func (s *Service) DeviceByID(ctx context.Context, scope, id string) (*gatehouse.
 	d, err := s.store.GetDevice(ctx, scope, id)
 	return d, deviceNotFound(err, scope, id)
 }
+
+// EventDeviceTopicViolation records a device session closed for repeatedly
+// using topics outside its own (input for a quarantine policy).
+const EventDeviceTopicViolation = "device.topic_violation"
+
+// RecordTopicViolations appends a device.topic_violation event, at most one
+// per device per presenceEventGap, so that an abusive device cannot flood
+// the event log.
+func (s *Service) RecordTopicViolations(ctx context.Context, scope, id, protocol string, count int, sample string) error {
+	now := s.timestamp()
+	if !s.presenceEventDue(presenceKey{scope, id}, EventDeviceTopicViolation, now) {
+		return nil
+	}
+	if len(sample) > 256 {
+		sample = sample[:256]
+	}
+	return s.update(ctx, func(tx gatehouse.Tx, ev *eventLog) error {
+		if _, err := tx.GetScope(scope); err != nil {
+			return notFoundScope(err, scope)
+		}
+		return ev.append(scope, EventDeviceTopicViolation, "device:"+id, gatehouse.DeviceSubject(id), now,
+			map[string]any{"protocol": protocol, "violations": count, "sample": sample})
+	})
+}
