@@ -7,10 +7,12 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/gatehouse-iot/gatehouse/attest"
 	"github.com/gatehouse-iot/gatehouse/ca"
+	"github.com/gatehouse-iot/gatehouse/metrics"
 )
 
 // PSK identities (DTLS, as CoAP devices use them) name a device's symmetric
@@ -168,7 +170,8 @@ func (s *Service) PSKDevice(ctx context.Context, id PSKIdentity) (string, error)
 // the key DevicePSK returned for its identity: the handshake is the
 // attestation. Everything else is Register's: rate limits, lockout, the
 // enrollment's policy, webhooks, allocation, issuance, the commit.
-func (s *Service) RegisterPSK(ctx context.Context, id PSKIdentity, req Request) (*Result, error) {
+func (s *Service) RegisterPSK(ctx context.Context, id PSKIdentity, req Request) (res *Result, err error) {
+	defer func(start time.Time) { metrics.Observe(req.Dialect, gatehouse.ErrorCode(err), time.Since(start)) }(time.Now())
 	req.Scope, req.EnrollmentID, req.RegistrationID = id.Scope, id.EnrollmentID, id.RegistrationID
 	if err := gatehouse.ValidateScopeID(req.Scope); err != nil {
 		return nil, errNoEnrollment
@@ -204,7 +207,7 @@ func (s *Service) RegisterPSK(ctx context.Context, id PSKIdentity, req Request) 
 		return nil, errNoEnrollment
 	}
 	operationID := newOperationID()
-	res, err := s.provision(ctx, req, &match{enrollment: e}, csr, operationID)
+	res, err = s.provision(ctx, req, &match{enrollment: e}, csr, operationID)
 	if err != nil {
 		switch gatehouse.ErrorCode(err) {
 		case gatehouse.EInternal, gatehouse.EUnavailable:

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/gatehouse-iot/gatehouse/ca"
+	"github.com/gatehouse-iot/gatehouse/metrics"
 	"github.com/gatehouse-iot/gatehouse/ratelimit"
 	"github.com/gatehouse-iot/gatehouse/registry"
 )
@@ -32,12 +33,12 @@ type Request struct {
 	Token string              // a bootstrap token
 	Chain []*x509.Certificate // the TLS client chain, leaf first
 
-	CSR     []byte          // PEM or DER PKCS#10; required or optional per enrollment
+	CSR []byte // PEM or DER PKCS#10; required or optional per enrollment
 	// RequireCertificate refuses, before anything is written, when no
 	// certificate would be issued (EST enrolls exist only to get one).
 	RequireCertificate bool
-	Payload json.RawMessage // custom data the device sent (passed to webhooks)
-	Force   bool            // forceRegistration
+	Payload            json.RawMessage // custom data the device sent (passed to webhooks)
+	Force              bool            // forceRegistration
 }
 
 // Result is a successful registration.
@@ -156,7 +157,8 @@ func rateLimited(after time.Duration, msg string) error {
 }
 
 // Register runs one registration.
-func (s *Service) Register(ctx context.Context, req Request) (*Result, error) {
+func (s *Service) Register(ctx context.Context, req Request) (res *Result, err error) {
+	defer func(start time.Time) { metrics.Observe(req.Dialect, gatehouse.ErrorCode(err), time.Since(start)) }(time.Now())
 	if err := gatehouse.ValidateScopeID(req.Scope); err != nil {
 		return nil, gatehouse.Errorf(gatehouse.EEnrollmentNotFound, "no enrollment matches this device")
 	}
@@ -191,7 +193,7 @@ func (s *Service) Register(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	operationID := newOperationID()
-	res, err := s.provision(ctx, req, m, csr, operationID)
+	res, err = s.provision(ctx, req, m, csr, operationID)
 	if err != nil {
 		switch gatehouse.ErrorCode(err) {
 		case gatehouse.EInternal, gatehouse.EUnavailable:

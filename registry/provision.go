@@ -170,7 +170,7 @@ func (s *Service) commitProvision(ctx context.Context, c ProvisionCommit) (*Prov
 				}
 			}
 		}
-		if err := s.recordSecretCredential(tx, ev, c, d, actor, now); err != nil {
+		if err := s.recordSecretCredential(tx, ev, c, d, actor, now, substatus == gatehouse.SubInitialAssignment && d.CreatedAt.Equal(now)); err != nil {
 			return err
 		}
 		if cert != nil {
@@ -321,12 +321,18 @@ func SecretCredentialID(kind gatehouse.CredentialKind, d *gatehouse.Device) stri
 // or bootstrap token a device provisioned with, so that its credential list
 // is complete and an operator can revoke it (a revoked key refuses the
 // device at its next registration or connection).
-func (s *Service) recordSecretCredential(tx gatehouse.Tx, ev *eventLog, c ProvisionCommit, d *gatehouse.Device, actor string, now time.Time) error {
+func (s *Service) recordSecretCredential(tx gatehouse.Tx, ev *eventLog, c ProvisionCommit, d *gatehouse.Device, actor string, now time.Time, newDevice bool) error {
 	if c.ProvedWith != gatehouse.CredentialSymmetricKey && c.ProvedWith != gatehouse.CredentialToken {
 		return nil
 	}
 	id := SecretCredentialID(c.ProvedWith, d)
-	cur, err := tx.GetCredential(c.Scope, id)
+	// A device created in this transaction has no record yet (the ID
+	// includes its creation time): skip the read.
+	var cur *gatehouse.Credential
+	var err error = gatehouse.Errorf(gatehouse.ENotFound, "new device")
+	if !newDevice {
+		cur, err = tx.GetCredential(c.Scope, id)
+	}
 	switch {
 	case err == nil && cur.Status == gatehouse.CredentialRevoked:
 		return gatehouse.Errorf(gatehouse.EAttestationFailed, "attestation failed")

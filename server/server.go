@@ -202,6 +202,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.sweeperDone = make(chan struct{})
 	go s.sweep(base, cfg.SweepInterval)
+	s.startWebhooks(base)
 	s.presenceDone = make(chan struct{})
 	go func() {
 		defer close(s.presenceDone)
@@ -220,6 +221,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/v1/", admin)
 	mux.Handle("/healthz", admin)
 	mux.Handle("/readyz", admin)
+	mux.Handle("/metrics", s.metricsHandler())
 	if s.cfg.MQTTHookSecret != "" {
 		mux.Handle("/hooks/emqx/", s.mqttHookHandler())
 	}

@@ -92,7 +92,8 @@ func (w *writer) close() error {
 }
 
 func (w *writer) exec(query string) error {
-	_, err := w.conn.ExecContext(context.Background(), query)
+	// Prepared once: SAVEPOINT/RELEASE run for every request of every batch.
+	_, err := w.stmts.exec(context.Background(), query)
 	return err
 }
 
