@@ -97,7 +97,9 @@ func testWebhooks(t *testing.T, newStore NewStore) {
 	})
 	wantCode(t, "dead letter of a missing webhook", err, gatehouse.ENotFound)
 
-	err = s.Update(ctx, func(tx gatehouse.Tx) error { return tx.UpdateWebhook(&gatehouse.EventHook{Scope: "acme", ID: "missing"}) })
+	err = s.Update(ctx, func(tx gatehouse.Tx) error {
+		return tx.UpdateWebhook(&gatehouse.EventHook{Scope: "acme", ID: "missing"})
+	})
 	wantCode(t, "update missing webhook", err, gatehouse.ENotFound)
 
 	update(t, s, func(tx gatehouse.Tx) error { return tx.DeleteWebhook("acme", "hook-1") })
