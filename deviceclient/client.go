@@ -75,10 +75,10 @@ type Config struct {
 
 // Client provisions one device and keeps its identity.
 type Client struct {
-	cfg   Config
-	base  *url.URL
-	now   func() time.Time
-	hc    *http.Client // requests without a TLS client certificate
+	cfg  Config
+	base *url.URL
+	now  func() time.Time
+	hc   *http.Client // requests without a TLS client certificate
 }
 
 // New checks cfg and returns a client. It does no I/O.

@@ -166,8 +166,8 @@ func TestDroppedConnectionsAreRetried(t *testing.T) {
 	var retries atomic.Int32
 	c, _ := deviceclient.New(deviceclient.Config{ServerURL: n.srv.URL(), RegistrationID: "dev-2", RootCAs: n.roots,
 		Credentials: deviceclient.Credentials{GroupKey: groupKey}, DialContext: dial,
-		Retry:       deviceclient.Retry{Initial: time.Millisecond, Max: 5 * time.Millisecond},
-		OnRetry:     func(error, time.Duration) { retries.Add(1) }})
+		Retry:   deviceclient.Retry{Initial: time.Millisecond, Max: 5 * time.Millisecond},
+		OnRetry: func(error, time.Duration) { retries.Add(1) }})
 	if _, err := c.Provision(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -149,4 +149,3 @@ func (h *Handler) deviceCounts(w http.ResponseWriter, r *http.Request) error {
 	}
 	return writeJSON(w, http.StatusOK, c)
 }
-
