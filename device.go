@@ -180,4 +180,29 @@ type DeviceFilter struct {
 	Selectors  []TagSelector
 	After      string
 	Limit      int
+
+	// LastSeenBefore and LastSeenAfter bound the time a device was last
+	// seen: before is exclusive, after inclusive, so consecutive windows
+	// never share a device. A zero time sets no bound. A device never seen
+	// matches neither bound.
+	LastSeenBefore time.Time
+	LastSeenAfter  time.Time
+	// Enrollment, when not empty, is the ID of the enrollment that
+	// provisioned the device (exact match).
+	Enrollment string
+}
+
+// MatchLastSeen reports whether a device last seen at seen (nil: never)
+// meets the filter's last-seen bounds.
+func (f *DeviceFilter) MatchLastSeen(seen *time.Time) bool {
+	if f.LastSeenBefore.IsZero() && f.LastSeenAfter.IsZero() {
+		return true
+	}
+	if seen == nil {
+		return false
+	}
+	if !f.LastSeenBefore.IsZero() && !seen.Before(f.LastSeenBefore) {
+		return false
+	}
+	return f.LastSeenAfter.IsZero() || !seen.Before(f.LastSeenAfter)
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/gatehouse-iot/gatehouse/registry"
@@ -42,6 +43,10 @@ type ListOptions struct {
 	Tags       []string                   // tag selectors: k=v, k!=v, "k in (a,b)", "k notin (a,b)", k, !k
 	Limit      int                        // page size; 0 for the server's default
 	Cursor     string                     // NextCursor of the previous page; empty for the first
+
+	LastSeenBefore time.Time // devices last seen before this time (exclusive); zero for no bound
+	LastSeenAfter  time.Time // devices last seen at or after this time; zero for no bound
+	Enrollment     string    // devices provisioned by this enrollment
 }
 
 func (o ListOptions) query() url.Values {
@@ -54,6 +59,15 @@ func (o ListOptions) query() url.Values {
 	}
 	for _, t := range o.Tags {
 		q.Add("tag", t)
+	}
+	if !o.LastSeenBefore.IsZero() {
+		q.Set("lastSeenBefore", o.LastSeenBefore.Format(time.RFC3339Nano))
+	}
+	if !o.LastSeenAfter.IsZero() {
+		q.Set("lastSeenAfter", o.LastSeenAfter.Format(time.RFC3339Nano))
+	}
+	if o.Enrollment != "" {
+		q.Set("enrollment", o.Enrollment)
 	}
 	if o.Limit != 0 {
 		q.Set("limit", strconv.Itoa(o.Limit))

@@ -248,6 +248,10 @@ func TestListDevices(t *testing.T) {
 		{"?state=provisioned&tag=site=north", []string{"a1", "a5"}},
 		{"?connection=offline&limit=2", []string{"a1", "a2"}},
 		{"?connection=online", nil},
+		// None of these devices has been seen: no last-seen bound matches.
+		{"?lastSeenBefore=2100-01-01T00:00:00Z", nil},
+		{"?lastSeenAfter=2000-01-01T00:00:00%2B02:00", nil},
+		{"?enrollment=enr-nope", nil},
 	} {
 		if got := ids(tc.query); !slices.Equal(got, tc.want) {
 			t.Errorf("devices%s = %q, want %q", tc.query, got, tc.want)
@@ -586,6 +590,11 @@ func TestBadInput(t *testing.T) {
 		{"repeated limit", "GET", devs + "?limit=1&limit=2", nil, nil, 400, gatehouse.EInvalid},
 		{"bad state", "GET", devs + "?state=sleeping", nil, nil, 400, gatehouse.EInvalid},
 		{"bad connection", "GET", devs + "?connection=maybe", nil, nil, 400, gatehouse.EInvalid},
+		{"bad lastSeenBefore", "GET", devs + "?lastSeenBefore=yesterday", nil, nil, 400, gatehouse.EInvalid},
+		{"lastSeenAfter without zone", "GET", devs + "?lastSeenAfter=2026-01-02T15:04:05", nil, nil, 400, gatehouse.EInvalid},
+		{"repeated lastSeenAfter", "GET", devs + "?lastSeenAfter=2026-01-02T15:04:05Z&lastSeenAfter=2026-01-03T15:04:05Z", nil, nil, 400, gatehouse.EInvalid},
+		{"empty last-seen window", "GET", devs + "?lastSeenAfter=2026-01-02T00:00:00Z&lastSeenBefore=2026-01-01T00:00:00Z", nil, nil, 400, gatehouse.EInvalid},
+		{"bad enrollment", "GET", devs + "?enrollment=Not%20An%20ID", nil, nil, 400, gatehouse.EInvalid},
 		{"unknown parameter", "GET", devs + "?tags=a=b", nil, nil, 400, gatehouse.EInvalid},
 		{"bad query escape", "GET", devs + "?tag=%zz", nil, nil, 400, gatehouse.EInvalid},
 		{"bad after", "GET", "/v1/scopes/default/events?after=x", nil, nil, 400, gatehouse.EInvalid},

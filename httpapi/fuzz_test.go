@@ -21,6 +21,7 @@ func FuzzParseDeviceQuery(f *testing.F) {
 		"", "state=active", "state=active,inactive&state=provisioned", "connection=online",
 		"tag=site=north&tag=rack!=7&tag=a+in+(x,y)&tag=!b&tag=c", "limit=10&cursor=" + gatehouse.EncodeCursor("dev-1"),
 		"tag=%zz", "limit=-1", "cursor=%00", "state=,,,", "tag=k+notin+(a,,b)", "x=1", "tag=" + string([]byte{0xff}),
+		"lastSeenBefore=2026-01-02T15:04:05Z&lastSeenAfter=2026-01-01T00:00:00.5%2B01:00&enrollment=enr-1", "lastSeenBefore=x",
 	} {
 		f.Add(s)
 	}

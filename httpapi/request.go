@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/gatehouse-iot/gatehouse/registry"
@@ -145,12 +146,25 @@ func parseLimit(q url.Values, max int) (int, error) {
 	return n, nil
 }
 
+// parseTime parses an RFC 3339 time; absent means the zero time.
+func parseTime(q url.Values, name string) (time.Time, error) {
+	s, err := single(q, name)
+	if err != nil || s == "" {
+		return time.Time{}, err
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, gatehouse.Errorf(gatehouse.EInvalid, "%s must be an RFC 3339 time such as 2026-01-02T15:04:05Z", name)
+	}
+	return t, nil
+}
+
 // parseDeviceQuery turns a device listing's query string into a
 // registry.DeviceQuery. States may repeat or be comma-separated; each tag
 // parameter is one selector.
 func parseDeviceQuery(raw string) (registry.DeviceQuery, error) {
 	var dq registry.DeviceQuery
-	q, err := parseQuery(raw, "state", "connection", "tag", "limit", "cursor")
+	q, err := parseQuery(raw, "state", "connection", "tag", "limit", "cursor", "lastSeenBefore", "lastSeenAfter", "enrollment")
 	if err != nil {
 		return dq, err
 	}
@@ -189,6 +203,15 @@ func parseDeviceQuery(raw string) (registry.DeviceQuery, error) {
 			return dq, err
 		}
 		dq.Selectors = append(dq.Selectors, sel)
+	}
+	if dq.LastSeenBefore, err = parseTime(q, "lastSeenBefore"); err != nil {
+		return dq, err
+	}
+	if dq.LastSeenAfter, err = parseTime(q, "lastSeenAfter"); err != nil {
+		return dq, err
+	}
+	if dq.Enrollment, err = single(q, "enrollment"); err != nil {
+		return dq, err
 	}
 	if dq.Limit, err = parseLimit(q, registry.MaxPageSize); err != nil {
 		return dq, err

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"maps"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/gatehouse-iot/gatehouse"
@@ -25,6 +26,21 @@ type DeviceQuery struct {
 	Selectors  []gatehouse.TagSelector
 	Cursor     string
 	Limit      int
+	// LastSeenBefore (exclusive) and LastSeenAfter (inclusive) bound when
+	// a device was last seen; zero sets no bound, and a device never seen
+	// matches neither.
+	LastSeenBefore time.Time
+	LastSeenAfter  time.Time
+	Enrollment     string // ID of the provisioning enrollment, exact
+}
+
+// filter returns the store filter of q in scope, from the device after.
+func (q *DeviceQuery) filter(scope, after string, limit int) gatehouse.DeviceFilter {
+	return gatehouse.DeviceFilter{
+		Scope: scope, States: q.States, Connection: q.Connection, Selectors: q.Selectors,
+		LastSeenBefore: q.LastSeenBefore, LastSeenAfter: q.LastSeenAfter, Enrollment: q.Enrollment,
+		After: after, Limit: limit,
+	}
 }
 
 // DevicePage is one page of a device listing.
@@ -119,13 +135,18 @@ func (s *Service) ListDevices(ctx context.Context, p *gatehouse.Principal, scope
 	if q.Connection != "" && q.Connection != gatehouse.Online && q.Connection != gatehouse.Offline {
 		return nil, gatehouse.Errorf(gatehouse.EInvalid, "connection filter must be online or offline")
 	}
+	if !q.LastSeenBefore.IsZero() && !q.LastSeenAfter.IsZero() && !q.LastSeenAfter.Before(q.LastSeenBefore) {
+		return nil, gatehouse.Errorf(gatehouse.EInvalid, "lastSeenAfter must be earlier than lastSeenBefore")
+	}
+	if q.Enrollment != "" {
+		if err := gatehouse.ValidateDeviceID(q.Enrollment); err != nil {
+			return nil, gatehouse.Errorf(gatehouse.EInvalid, "the enrollment filter is not an enrollment ID: use lowercase letters, digits and - . _ :, at most %d characters", gatehouse.MaxDeviceIDLen)
+		}
+	}
 	if _, err := s.scope(ctx, scope); err != nil {
 		return nil, err
 	}
-	items, err := s.store.ListDevices(ctx, gatehouse.DeviceFilter{
-		Scope: scope, States: q.States, Connection: q.Connection, Selectors: q.Selectors,
-		After: after, Limit: q.Limit + 1,
-	})
+	items, err := s.store.ListDevices(ctx, q.filter(scope, after, q.Limit+1))
 	if err != nil {
 		return nil, err
 	}

@@ -36,10 +36,7 @@ func (s *Service) ExportDevices(ctx context.Context, p *gatehouse.Principal, sco
 			return err
 		}
 		after := page.Items[len(page.Items)-1].ID
-		items, err := s.store.ListDevices(ctx, gatehouse.DeviceFilter{
-			Scope: scope, States: q.States, Connection: q.Connection, Selectors: q.Selectors,
-			After: after, Limit: ExportPageSize + 1,
-		})
+		items, err := s.store.ListDevices(ctx, q.filter(scope, after, ExportPageSize+1))
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -79,6 +80,8 @@ func (a *app) deviceList(scope *string) *cobra.Command {
 	var (
 		states     []string
 		connection string
+		seenBefore string
+		seenAfter  string
 		opts       adminclient.ListOptions
 		all        bool
 	)
@@ -87,13 +90,21 @@ func (a *app) deviceList(scope *string) *cobra.Command {
 		Short: "List devices, filtered by state, connection and tags",
 		Example: `  gatehouse device list --state active --connection offline
   gatehouse device list --tag site=berlin --tag 'model in (t1000,t2000)' --all
-  gatehouse device list --tag '!decommission-after'`,
+  gatehouse device list --tag '!decommission-after'
+  gatehouse device list --last-seen-before 72h --enrollment factory-7`,
 		Args: cobra.NoArgs,
 		RunE: action(func(cmd *cobra.Command, args []string) error {
 			for _, s := range states {
 				opts.States = append(opts.States, gatehouse.State(s))
 			}
 			opts.Connection = gatehouse.ConnectionStatus(connection)
+			var err error
+			if opts.LastSeenBefore, err = timeFlag("--last-seen-before", seenBefore, time.Now()); err != nil {
+				return err
+			}
+			if opts.LastSeenAfter, err = timeFlag("--last-seen-after", seenAfter, time.Now()); err != nil {
+				return err
+			}
 			if opts.Limit < 0 {
 				return usagef("--limit must be positive")
 			}
@@ -128,6 +139,9 @@ func (a *app) deviceList(scope *string) *cobra.Command {
 	f := cmd.Flags()
 	f.StringSliceVar(&states, "state", nil, "only devices in this state (repeatable: any of them)")
 	f.StringVar(&connection, "connection", "", "only devices online or offline")
+	f.StringVar(&seenBefore, "last-seen-before", "", "only devices last seen before this time (RFC 3339, or a duration ago such as 24h); never-seen devices do not match")
+	f.StringVar(&seenAfter, "last-seen-after", "", "only devices last seen at or after this time (RFC 3339, or a duration ago such as 1h)")
+	f.StringVar(&opts.Enrollment, "enrollment", "", "only devices provisioned by this enrollment (its ID)")
 	f.StringArrayVar(&opts.Tags, "tag", nil, "tag selector: k=v, k!=v, 'k in (a,b)', 'k notin (a,b)', k or !k (repeatable: all of them)")
 	f.IntVar(&opts.Limit, "limit", 0, "page size (default: the server's, 100)")
 	f.StringVar(&opts.Cursor, "cursor", "", "continue after a previous page (its nextCursor)")
@@ -341,4 +355,19 @@ func jsonFlag(name, val string) (json.RawMessage, error) {
 		return nil, usagef("%s is not valid JSON", name)
 	}
 	return gatehouse.CompactJSON(raw), nil
+}
+
+// timeFlag parses a time flag: an RFC 3339 time, or a duration meaning that
+// long before now. Empty means no time.
+func timeFlag(name, v string, now time.Time) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, usagef("%s must be an RFC 3339 time (2026-01-02T15:04:05Z) or a duration ago (24h)", name)
 }

@@ -74,6 +74,10 @@ func TestDeviceCommands(t *testing.T) {
 		{[]string{"--connection", "online"}, "|"},
 		{[]string{"--limit", "4", "--all"}, "d-1,d-2,d-3,sensor-1,sensor-2|"},
 		{[]string{"--scope", "acme"}, "other|"},
+		// No device here has been seen, and none came from an enrollment.
+		{[]string{"--last-seen-before", "2100-01-01T00:00:00Z"}, "|"},
+		{[]string{"--last-seen-after", "24h", "--tag", "batch=a"}, "|"},
+		{[]string{"--enrollment", "enr-x"}, "|"},
 	} {
 		if got := ids(tt.args...); got != tt.want {
 			t.Errorf("device list %s = %q, want %q", strings.Join(tt.args, " "), got, tt.want)
@@ -180,6 +184,8 @@ func TestDeviceUsageErrors(t *testing.T) {
 		{[]string{"device", "list", "--limit", "x"}, `invalid argument "x" for "--limit"`},
 		{[]string{"device", "list", "--limit", "-1"}, "--limit must be positive"},
 		{[]string{"device", "list", "--bogus"}, "unknown flag: --bogus"},
+		{[]string{"device", "list", "--last-seen-before", "soon"}, "--last-seen-before must be an RFC 3339 time"},
+		{[]string{"device", "list", "--last-seen-after", "-1h"}, "--last-seen-after must be an RFC 3339 time"},
 		{[]string{"device", "frob"}, `unknown command "frob" for "gatehouse device"`},
 		{[]string{"device", "get", "a", "-o", "yaml"}, `--output must be table or json, not "yaml"`},
 		{[]string{"frob"}, `unknown command "frob" for "gatehouse"`},

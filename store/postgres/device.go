@@ -241,6 +241,17 @@ func listDevicesQuery(f gatehouse.DeviceFilter) (string, []any, error) {
 	if f.Connection != "" {
 		fmt.Fprintf(&b, ` AND d.conn_status = %s`, arg(string(f.Connection)))
 	}
+	// devices_last_seen_idx and devices_enrollment_idx answer these; a
+	// NULL last_seen (never seen) fails both comparisons.
+	if !f.LastSeenBefore.IsZero() {
+		fmt.Fprintf(&b, ` AND d.last_seen < %s`, arg(f.LastSeenBefore.UTC()))
+	}
+	if !f.LastSeenAfter.IsZero() {
+		fmt.Fprintf(&b, ` AND d.last_seen >= %s`, arg(f.LastSeenAfter.UTC()))
+	}
+	if f.Enrollment != "" {
+		fmt.Fprintf(&b, ` AND d.enrollment = %s`, arg(f.Enrollment))
+	}
 	if len(f.Selectors) > gatehouse.MaxSelectors {
 		return "", nil, gatehouse.Errorf(gatehouse.EInvalidSelector, "%d tag selectors; the limit is %d", len(f.Selectors), gatehouse.MaxSelectors)
 	}

@@ -109,7 +109,9 @@ const DefaultLimit = 100
 // (scope, device_id, key): one lookup per candidate row. Without a positive
 // selector, the scan runs over (scope, id), or (scope, state, id) and
 // (scope, conn_status, id) when the filter names one state or a connection
-// status.
+// status, or (scope, last_seen, id) and (scope, enrollment, id) for the
+// last-seen window and the enrollment. NULL never compares, so a device
+// never seen falls outside any last-seen bound.
 func deviceQuery(f gatehouse.DeviceFilter) (string, []any) {
 	var b strings.Builder
 	var args []any
@@ -163,6 +165,18 @@ func deviceQuery(f gatehouse.DeviceFilter) (string, []any) {
 	if f.Connection != "" {
 		b.WriteString(` AND ` + plus + `d.conn_status = ?`)
 		args = append(args, string(f.Connection))
+	}
+	if !f.LastSeenBefore.IsZero() {
+		b.WriteString(` AND ` + plus + `d.last_seen < ?`)
+		args = append(args, micros(f.LastSeenBefore))
+	}
+	if !f.LastSeenAfter.IsZero() {
+		b.WriteString(` AND ` + plus + `d.last_seen >= ?`)
+		args = append(args, micros(f.LastSeenAfter))
+	}
+	if f.Enrollment != "" {
+		b.WriteString(` AND ` + plus + `d.enrollment = ?`)
+		args = append(args, f.Enrollment)
 	}
 	for i, sel := range f.Selectors {
 		if i == driver {

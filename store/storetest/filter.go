@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/google/go-cmp/cmp"
@@ -15,6 +16,7 @@ import (
 // the same for every run.
 func dataset(scope string, n int, seed uint64) []*gatehouse.Device {
 	r := rand.New(rand.NewPCG(seed, 7))
+	base := now()
 	pick := func(vals ...string) string { return vals[r.IntN(len(vals))] }
 	ds := make([]*gatehouse.Device, 0, n)
 	for i := range n {
@@ -36,9 +38,14 @@ func dataset(scope string, n int, seed uint64) []*gatehouse.Device {
 		d.State = gatehouse.States[r.IntN(len(gatehouse.States))]
 		if r.IntN(2) == 0 {
 			d.Connection.Status = gatehouse.Online
-			seen := now()
+		}
+		// Devices seen at some time in the last 1000 minutes, offline or
+		// not, and some never seen.
+		if d.Connection.Status == gatehouse.Online || r.IntN(2) == 0 {
+			seen := base.Add(-time.Duration(r.IntN(1000)) * time.Minute)
 			d.Connection.LastSeen = &seen
 		}
+		d.Enrollment = pick("", "enr-a", "enr-b")
 		ds = append(ds, d)
 	}
 	r.Shuffle(len(ds), func(i, j int) { ds[i], ds[j] = ds[j], ds[i] })
@@ -54,6 +61,12 @@ func matches(f gatehouse.DeviceFilter, d *gatehouse.Device) bool {
 		return false
 	}
 	if f.Connection != "" && d.Connection.Status != f.Connection {
+		return false
+	}
+	if !f.MatchLastSeen(d.Connection.LastSeen) {
+		return false
+	}
+	if f.Enrollment != "" && d.Enrollment != f.Enrollment {
 		return false
 	}
 	for _, sel := range f.Selectors {
@@ -105,6 +118,16 @@ func testFilters(t *testing.T, s gatehouse.Store) {
 	sel := func(key string, op gatehouse.SelectorOp, vals ...string) gatehouse.TagSelector {
 		return gatehouse.TagSelector{Key: key, Op: op, Values: vals}
 	}
+	// Last-seen bounds taken from the data, so that some devices sit
+	// exactly on a bound.
+	var seen []time.Time
+	for _, d := range all {
+		if d.Connection.LastSeen != nil {
+			seen = append(seen, *d.Connection.LastSeen)
+		}
+	}
+	slices.SortFunc(seen, func(a, b time.Time) int { return a.Compare(b) })
+	q1, mid, q3 := seen[len(seen)/4], seen[len(seen)/2], seen[3*len(seen)/4]
 	tests := []struct {
 		name string
 		f    gatehouse.DeviceFilter
@@ -130,11 +153,22 @@ func testFilters(t *testing.T, s gatehouse.Store) {
 			sel("env", gatehouse.SelNotEq, "dev"), sel("region", gatehouse.SelNotIn, "us-east"), sel("canary", gatehouse.SelNotExists)}}},
 		{"and-same-key", gatehouse.DeviceFilter{Selectors: []gatehouse.TagSelector{
 			sel("env", gatehouse.SelExists), sel("env", gatehouse.SelNotEq, "staging")}}},
+		{"seen-before", gatehouse.DeviceFilter{LastSeenBefore: mid}},
+		{"seen-after", gatehouse.DeviceFilter{LastSeenAfter: mid}},
+		{"seen-window", gatehouse.DeviceFilter{LastSeenAfter: q1, LastSeenBefore: q3}},
+		{"seen-empty-window", gatehouse.DeviceFilter{LastSeenAfter: q3, LastSeenBefore: q1}},
+		{"seen-after-offline", gatehouse.DeviceFilter{LastSeenAfter: q1, Connection: gatehouse.Offline}},
+		{"enrollment", gatehouse.DeviceFilter{Enrollment: "enr-a"}},
+		{"enrollment-unknown", gatehouse.DeviceFilter{Enrollment: "enr-nope"}},
+		{"enrollment-and-tag", gatehouse.DeviceFilter{Enrollment: "enr-b", Selectors: []gatehouse.TagSelector{sel("env", gatehouse.SelEq, "prod")}}},
+		{"seen-and-state-and-tag", gatehouse.DeviceFilter{LastSeenBefore: q3, States: []gatehouse.State{gatehouse.StateActive},
+			Selectors: []gatehouse.TagSelector{sel("region", gatehouse.SelIn, "eu-west", "us-east")}}},
 		{"everything", gatehouse.DeviceFilter{
 			States:     []gatehouse.State{gatehouse.StateProvisioned, gatehouse.StateActive, gatehouse.StateInactive},
 			Connection: gatehouse.Online,
 			Selectors: []gatehouse.TagSelector{
-				sel("env", gatehouse.SelIn, "prod", "staging"), sel("slot-3", gatehouse.SelNotExists), sel("region", gatehouse.SelExists)}}},
+				sel("env", gatehouse.SelIn, "prod", "staging"), sel("slot-3", gatehouse.SelNotExists), sel("region", gatehouse.SelExists)},
+			LastSeenAfter: q1, Enrollment: "enr-a"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
