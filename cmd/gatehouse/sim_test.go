@@ -1,0 +1,91 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// TestSim runs a fleet against an in-process server with dropped
+// connections: every device must still provision, through retries.
+func TestSim(t *testing.T) {
+	args := []string{"sim", "--devices", "200", "--drop-rate", "0.1", "-c", "32", "--seed", "7"}
+	t.Run("json", func(t *testing.T) {
+		r := ghEnv(t, map[string]string{}, append(args, "-o", "json")...)
+		if r.code != 0 {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+		}
+		var got simResult
+		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+			t.Fatalf("output is not JSON: %v\n%s", err, r.stdout)
+		}
+		if got.Succeeded != 200 || got.Failed != 0 {
+			t.Errorf("got %d succeeded, %d failed (%v), want 200 and 0", got.Succeeded, got.Failed, got.Failures)
+		}
+		if got.Retries == 0 || got.Dropped == 0 {
+			t.Errorf("got %d retries, %d dropped connections; want both > 0", got.Retries, got.Dropped)
+		}
+		if got.P50 <= 0 || got.P99 < got.P50 {
+			t.Errorf("latency: got p50 %v, p99 %v", got.P50, got.P99)
+		}
+		if !strings.Contains(r.stderr, "200/200 devices") {
+			t.Errorf("progress: got %q, want a line with 200/200 devices", r.stderr)
+		}
+	})
+	t.Run("table", func(t *testing.T) {
+		r := ghEnv(t, map[string]string{}, args...)
+		if r.code != 0 {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+		}
+		for _, want := range []string{"provisioned 200 of 200 devices", "latency   p50", "failures  none"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("got %q, want it to contain %q", r.stdout, want)
+			}
+		}
+		if strings.Contains(r.stdout, "retries   0\n") {
+			t.Errorf("got no retries with 10%% drops:\n%s", r.stdout)
+		}
+	})
+}
+
+// TestSimProtocols provisions a few devices over each protocol and
+// attestation the simulator offers, renewing each once.
+func TestSimProtocols(t *testing.T) {
+	for _, pa := range [][2]string{{"native", "symmetric_key"}, {"native", "token"}, {"dps", "symmetric_key"}, {"est", "token"}} {
+		t.Run(pa[0]+"-"+pa[1], func(t *testing.T) {
+			r := ghEnv(t, map[string]string{}, "sim", "--devices", "8", "--protocol", pa[0], "--attestation", pa[1],
+				"--renew", "--drop-rate", "0.1", "--delay", "1ms", "-o", "json")
+			if r.code != 0 {
+				t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+			}
+			var got simResult
+			if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Succeeded != 8 || got.Renewed != 8 {
+				t.Errorf("got %d succeeded, %d renewed (%v), want 8 and 8", got.Succeeded, got.Renewed, got.Failures)
+			}
+		})
+	}
+}
+
+func TestSimUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"sim", "--devices", "0"},
+		{"sim", "--concurrency", "0"},
+		{"sim", "--drop-rate", "1"},
+		{"sim", "--drop-rate", "-0.1"},
+		{"sim", "--rate", "-1"},
+		{"sim", "--delay", "-1s"},
+		{"sim", "--protocol", "coap"},
+		{"sim", "--attestation", "x509"},
+		{"sim", "--protocol", "dps", "--attestation", "token"},
+		{"sim", "--protocol", "est"},
+		{"sim", "--devices", "ten"},
+		{"sim", "extra"},
+	} {
+		if r := ghEnv(t, map[string]string{}, args...); r.code != 2 {
+			t.Errorf("%v: got status %d, want 2 (%s)", args, r.code, r.stderr)
+		}
+	}
+}
