@@ -210,6 +210,7 @@ commands read them from there.`,
 	root.AddCommand(a.serveCommand(), a.scopeCommand(), a.tokenCommand(), a.deviceCommand(), a.eventsCommand(),
 		a.caCommand(), a.certCommand(), a.crlCommand(), a.enrollmentCommand(), a.registrationCommand(),
 		a.importCommand(), a.exportCommand(), a.benchCommand(), a.simCommand())
+	root.AddCommand(a.backupCommand(), a.restoreCommand())
 	return root
 }
 
