@@ -15,12 +15,10 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -36,7 +34,6 @@ import (
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/gatehouse-iot/gatehouse/attest"
 	"github.com/gatehouse-iot/gatehouse/registry"
-	"github.com/gatehouse-iot/gatehouse/server"
 )
 
 func (a *app) benchCommand() *cobra.Command {
@@ -298,57 +295,17 @@ func mapsKeys(m map[string]int) func(func(string) bool) {
 
 // benchLocalTarget starts a server in this process on a temporary data
 // directory and creates a symmetric-key group enrollment in it.
-func benchLocalTarget(ctx context.Context, o benchOptions) (_ *benchTarget, err error) {
-	dir, err := os.MkdirTemp("", "gatehouse-bench-")
+func benchLocalTarget(ctx context.Context, o benchOptions) (*benchTarget, error) {
+	ls, err := startLocalServer(ctx, "gatehouse-bench-", o.scope, benchEnrollment(o))
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(dir)
-		}
-	}()
-	const unlimited = 1e9
-	srv, err := server.Start(ctx, server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
-		RateLimits: &server.RateLimits{PerSource: unlimited, SourceBurst: 1 << 30, PerID: unlimited, IDBurst: 1 << 30}})
+	groupKey, err := base64.StdEncoding.DecodeString(ls.enrollment.Attestation.PrimaryKey)
 	if err != nil {
-		return nil, fmt.Errorf("start server: %w", err)
-	}
-	closeAll := func() { srv.Close(); os.RemoveAll(dir) }
-	tok, err := os.ReadFile(filepath.Join(dir, server.AdminTokenFile))
-	if err != nil {
-		closeAll()
-		return nil, err
-	}
-	p, err := srv.Registry().Authenticate(ctx, strings.TrimSpace(string(tok)))
-	if err != nil {
-		closeAll()
-		return nil, fmt.Errorf("authenticate: %w", err)
-	}
-	if o.scope != gatehouse.DefaultScope {
-		if err := srv.Registry().EnsureScope(ctx, o.scope); err != nil {
-			closeAll()
-			return nil, err
-		}
-	}
-	e, err := srv.Registry().CreateEnrollment(ctx, p, o.scope, benchEnrollment(o))
-	if err != nil {
-		closeAll()
-		return nil, fmt.Errorf("create enrollment: %w", err)
-	}
-	caPEM, err := os.ReadFile(filepath.Join(dir, server.CAFile))
-	if err != nil {
-		closeAll()
-		return nil, err
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(caPEM)
-	groupKey, err := base64.StdEncoding.DecodeString(e.Attestation.PrimaryKey)
-	if err != nil {
-		closeAll()
+		ls.close()
 		return nil, fmt.Errorf("enrollment key: %w", err)
 	}
-	return &benchTarget{url: srv.URL(), roots: roots, scope: o.scope, enrollmentID: e.ID, groupKey: groupKey, close: closeAll}, nil
+	return &benchTarget{url: ls.srv.URL(), roots: ls.roots, scope: o.scope, enrollmentID: ls.enrollment.ID, groupKey: groupKey, close: ls.close}, nil
 }
 
 // benchRemoteTarget creates the enrollment on a running server through its

@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -23,7 +21,6 @@ import (
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/gatehouse-iot/gatehouse/deviceclient"
 	"github.com/gatehouse-iot/gatehouse/registry"
-	"github.com/gatehouse-iot/gatehouse/server"
 )
 
 // simOptions are the flags of "sim".
@@ -267,56 +264,17 @@ func simTargetOf(e *gatehouse.Enrollment) (*simTarget, error) {
 
 // simLocalTarget starts a server in this process on a temporary data
 // directory, as "bench provision" does, and creates the fleet's enrollment.
-func simLocalTarget(ctx context.Context, o simOptions) (_ *simTarget, err error) {
-	dir, err := os.MkdirTemp("", "gatehouse-sim-")
+func simLocalTarget(ctx context.Context, o simOptions) (*simTarget, error) {
+	ls, err := startLocalServer(ctx, "gatehouse-sim-", o.scope, simEnrollment(o))
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(dir)
-		}
-	}()
-	const unlimited = 1e9
-	srv, err := server.Start(ctx, server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
-		RateLimits: &server.RateLimits{PerSource: unlimited, SourceBurst: 1 << 30, PerID: unlimited, IDBurst: 1 << 30}})
+	t, err := simTargetOf(ls.enrollment)
 	if err != nil {
-		return nil, fmt.Errorf("start server: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			srv.Close()
-		}
-	}()
-	tok, err := os.ReadFile(filepath.Join(dir, server.AdminTokenFile))
-	if err != nil {
+		ls.close()
 		return nil, err
 	}
-	p, err := srv.Registry().Authenticate(ctx, strings.TrimSpace(string(tok)))
-	if err != nil {
-		return nil, fmt.Errorf("authenticate: %w", err)
-	}
-	if o.scope != gatehouse.DefaultScope {
-		if err := srv.Registry().EnsureScope(ctx, o.scope); err != nil {
-			return nil, err
-		}
-	}
-	e, err := srv.Registry().CreateEnrollment(ctx, p, o.scope, simEnrollment(o))
-	if err != nil {
-		return nil, fmt.Errorf("create enrollment: %w", err)
-	}
-	caPEM, err := os.ReadFile(filepath.Join(dir, server.CAFile))
-	if err != nil {
-		return nil, err
-	}
-	t, err := simTargetOf(e)
-	if err != nil {
-		return nil, err
-	}
-	t.url, t.inProcess = srv.URL(), true
-	t.roots = x509.NewCertPool()
-	t.roots.AppendCertsFromPEM(caPEM)
-	t.close = func() { srv.Close(); os.RemoveAll(dir) }
+	t.url, t.inProcess, t.roots, t.close = ls.srv.URL(), true, ls.roots, ls.close
 	return t, nil
 }
 
