@@ -128,24 +128,14 @@ func (c *Client) ListCredentials(ctx context.Context, scope string, opts Credent
 // Credentials iterates over every credential matching opts, fetching pages
 // as it goes. It yields an error (and stops) if a page cannot be fetched.
 func (c *Client) Credentials(ctx context.Context, scope string, opts CredentialListOptions) iter.Seq2[*gatehouse.Credential, error] {
-	return func(yield func(*gatehouse.Credential, error) bool) {
-		for {
-			page, err := c.ListCredentials(ctx, scope, opts)
-			if err != nil {
-				yield(nil, err)
-				return
-			}
-			for _, cr := range page.Items {
-				if !yield(cr, nil) {
-					return
-				}
-			}
-			if page.NextCursor == "" || page.NextCursor == opts.Cursor {
-				return
-			}
-			opts.Cursor = page.NextCursor
+	return pages(opts.Cursor, func(cursor string) ([]*gatehouse.Credential, string, error) {
+		opts.Cursor = cursor
+		page, err := c.ListCredentials(ctx, scope, opts)
+		if err != nil {
+			return nil, "", err
 		}
-	}
+		return page.Items, page.NextCursor, nil
+	})
 }
 
 // CRL returns the scope's current certificate revocation list: DER if der

@@ -92,24 +92,14 @@ func (c *Client) ListDevices(ctx context.Context, scope string, opts ListOptions
 // Devices iterates over every device matching opts, fetching pages as it
 // goes. It yields an error (and stops) if a page cannot be fetched.
 func (c *Client) Devices(ctx context.Context, scope string, opts ListOptions) iter.Seq2[*gatehouse.Device, error] {
-	return func(yield func(*gatehouse.Device, error) bool) {
-		for {
-			page, err := c.ListDevices(ctx, scope, opts)
-			if err != nil {
-				yield(nil, err)
-				return
-			}
-			for _, d := range page.Items {
-				if !yield(d, nil) {
-					return
-				}
-			}
-			if page.NextCursor == "" || page.NextCursor == opts.Cursor {
-				return
-			}
-			opts.Cursor = page.NextCursor
+	return pages(opts.Cursor, func(cursor string) ([]*gatehouse.Device, string, error) {
+		opts.Cursor = cursor
+		page, err := c.ListDevices(ctx, scope, opts)
+		if err != nil {
+			return nil, "", err
 		}
-	}
+		return page.Items, page.NextCursor, nil
+	})
 }
 
 // PatchDevice applies a JSON merge patch (RFC 7386) to a device's tags and

@@ -73,24 +73,14 @@ func (c *Client) ListEnrollments(ctx context.Context, scope string, opts Enrollm
 // Enrollments iterates over every enrollment matching opts, fetching pages
 // as it goes. It yields an error (and stops) if a page cannot be fetched.
 func (c *Client) Enrollments(ctx context.Context, scope string, opts EnrollmentListOptions) iter.Seq2[*gatehouse.Enrollment, error] {
-	return func(yield func(*gatehouse.Enrollment, error) bool) {
-		for {
-			page, err := c.ListEnrollments(ctx, scope, opts)
-			if err != nil {
-				yield(nil, err)
-				return
-			}
-			for _, e := range page.Items {
-				if !yield(e, nil) {
-					return
-				}
-			}
-			if page.NextCursor == "" || page.NextCursor == opts.Cursor {
-				return
-			}
-			opts.Cursor = page.NextCursor
+	return pages(opts.Cursor, func(cursor string) ([]*gatehouse.Enrollment, string, error) {
+		opts.Cursor = cursor
+		page, err := c.ListEnrollments(ctx, scope, opts)
+		if err != nil {
+			return nil, "", err
 		}
-	}
+		return page.Items, page.NextCursor, nil
+	})
 }
 
 // PatchEnrollment changes an enrollment's policy with a JSON merge patch
