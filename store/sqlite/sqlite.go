@@ -41,6 +41,7 @@ type Store struct {
 	readDB  *sql.DB
 	reads   *stmtCache
 	w       *writer
+	ckpt    *checkpointer
 
 	mu     sync.RWMutex // guards closed against sends on w.queue
 	closed bool
@@ -132,6 +133,15 @@ func (s *Store) start() error {
 	s.readDB.SetMaxIdleConns(s.opts.readers)
 	s.readDB.SetConnMaxIdleTime(0)
 	s.reads = newStmtCache(s.readDB)
+	ckptDB, err := sql.Open("sqlite", dsn(s.path, s.opts, false))
+	if err != nil {
+		conn.Close()
+		return fmt.Errorf("open sqlite store: %w", err)
+	}
+	ckptDB.SetMaxOpenConns(1)
+	ckptDB.SetMaxIdleConns(1)
+	ckptDB.SetConnMaxIdleTime(0)
+	s.ckpt = newCheckpointer(ckptDB)
 	s.w = newWriter(s, conn)
 	go s.w.run()
 	return nil
@@ -151,6 +161,8 @@ func dsn(path string, o options, readOnly bool) string {
 	q.Add("_pragma", "temp_store(MEMORY)")
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", walAutoCheckpoint))
 	}
 	// A plain path, not a file: URI, so that the driver opens it as is.
 	return path + "?" + q.Encode()
@@ -217,7 +229,7 @@ func (s *Store) Close() error {
 	close(s.w.queue)
 	s.mu.Unlock()
 	<-s.w.stopped
-	return errors.Join(s.w.close(), s.readDB.Close(), s.writeDB.Close())
+	return errors.Join(s.ckpt.close(), s.w.close(), s.readDB.Close(), s.writeDB.Close())
 }
 
 // Stats counts the work of the writer since Open.

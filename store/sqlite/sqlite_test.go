@@ -403,3 +403,29 @@ func TestOpenRejectsURIs(t *testing.T) {
 		}
 	}
 }
+
+// TestBackgroundCheckpoint: commits wake the checkpointer, which copies the
+// WAL into the database file off the writer, and the writer's own automatic
+// checkpoint stays a distant backstop.
+func TestBackgroundCheckpoint(t *testing.T) {
+	s := MustOpen(t)
+	ctx := context.Background()
+	var auto int
+	if err := s.w.conn.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&auto); err != nil || auto != walAutoCheckpoint {
+		t.Fatalf("writer PRAGMA wal_autocheckpoint: got %d (err %v), want %d", auto, err, walAutoCheckpoint)
+	}
+	before := s.ckpt.runs.Load()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	if err := s.Update(ctx, func(tx gatehouse.Tx) error {
+		return tx.CreateScope(&gatehouse.Scope{ID: "acme", CreatedAt: now})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.ckpt.runs.Load() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint ran within 10s of a commit")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

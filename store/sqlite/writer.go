@@ -164,6 +164,7 @@ func (w *writer) runBatch(batch []*request) (rest []*request) {
 		return nil
 	}
 	w.s.commits.Add(1)
+	w.s.ckpt.committed()
 	for _, r := range ran {
 		r.done <- result{}
 	}
