@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,10 +26,41 @@ import (
 type Protocol string
 
 const (
-	Native Protocol = "native" // POST /device/v1/{scope}/register, renew
-	DPS    Protocol = "dps"    // Azure DPS REST: PUT .../register, then poll the operation
-	EST    Protocol = "est"    // RFC 7030 simpleenroll, simplereenroll
+	Native     Protocol = "native"    // HTTPS: POST /device/v1/{scope}/register, renew
+	DPS        Protocol = "dps"       // HTTPS, Azure DPS REST: PUT .../register, then poll the operation
+	EST        Protocol = "est"       // HTTPS, RFC 7030 simpleenroll, simplereenroll
+	DPSMQTT    Protocol = "dps-mqtt"  // MQTT 5 over TLS, the Azure DPS MQTT dialect ($dps/registrations/...)
+	NativeMQTT Protocol = "mqtt"      // MQTT 5 over TLS, Gatehouse's gatehouse/provision/{rid}/req|res
+	CoAP       Protocol = "coap"      // CoAP over DTLS 1.2: POST /prov
+	ESTCoAP    Protocol = "est-coaps" // CoAP over DTLS 1.2, RFC 9148: /.well-known/est/sen, sren
 )
+
+// AllProtocols lists every protocol, in the order New accepts them.
+var AllProtocols = []Protocol{Native, DPS, EST, DPSMQTT, NativeMQTT, CoAP, ESTCoAP}
+
+// accepts reports whether p can carry creds, and if not, says why.
+func (p Protocol) accepts(c Credentials) error {
+	key := c.SymmetricKey != nil || c.GroupKey != nil
+	switch p {
+	case Native, NativeMQTT:
+		return nil
+	case DPS, DPSMQTT:
+		if c.BootstrapToken != "" {
+			return fmt.Errorf("deviceclient: %s takes a symmetric key or an X.509 certificate, not a bootstrap token", p)
+		}
+	case EST:
+		if key {
+			return fmt.Errorf("deviceclient: %s takes a bootstrap token or a factory certificate, not a symmetric key", p)
+		}
+	case CoAP, ESTCoAP:
+		if c.BootstrapToken != "" {
+			return fmt.Errorf("deviceclient: %s takes a symmetric key (the DTLS pre-shared key) or a factory certificate, not a bootstrap token", p)
+		}
+	default:
+		return fmt.Errorf("deviceclient: unknown protocol %q (one of %v)", p, AllProtocols)
+	}
+	return nil
+}
 
 // Credentials are how a device proves who it is when it first registers.
 // Set exactly one.
@@ -55,8 +87,28 @@ type Config struct {
 	Scope          string // default "default"
 	RegistrationID string
 	EnrollmentID   string // optional: the group to try
-	Protocol       Protocol
-	Credentials    Credentials
+	// Protocol is the one protocol to provision over (default Native).
+	Protocol Protocol
+	// Protocols, if set, is a fallback order: a transport failure (no
+	// connection, a timeout, 5xx or unavailable) over one moves on to the
+	// next at once; a refusal (wrong credentials, disabled enrollment, a
+	// bad CSR) ends there; a 429 ends the round, and the next round, after
+	// the backoff and the Retry-After, starts with the protocol that was
+	// answered. Retry.Attempts counts rounds. Protocol, if also set, must
+	// be Protocols[0].
+	Protocols   []Protocol
+	Credentials Credentials
+	// MQTTAddr is host:port of the server's MQTT over TLS listener
+	// (DPSMQTT, NativeMQTT); default: ServerURL's host, port 8883.
+	MQTTAddr string
+	// CoAPAddr is host:port of the server's CoAP over DTLS listener (CoAP,
+	// ESTCoAP); default: ServerURL's host, port 5684.
+	CoAPAddr string
+	// ConnectTimeout bounds connecting over one protocol (TCP and TLS, or
+	// the DTLS handshake); default 15 s. Over UDP a silent server is only
+	// noticed by this timeout: keep it short where CoAP comes before
+	// another protocol in the fallback order.
+	ConnectTimeout time.Duration
 	Payload        json.RawMessage // native, DPS: passed to the enrollment's webhooks
 
 	RootCAs *x509.CertPool // the server's CA (DATA/ca.pem); nil: the system's
@@ -70,7 +122,9 @@ type Config struct {
 	FreshConnections bool
 	// OnRetry hears of each retry (logging, metrics).
 	OnRetry func(err error, wait time.Duration)
-	Now     func() time.Time
+	// OnFallback hears of each move to the next protocol.
+	OnFallback func(from, to Protocol, err error)
+	Now        func() time.Time
 }
 
 // Client provisions one device and keeps its identity.
@@ -93,9 +147,16 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Scope == "" {
 		cfg.Scope = "default"
 	}
-	if cfg.Protocol == "" {
-		cfg.Protocol = Native
+	switch {
+	case len(cfg.Protocols) == 0 && cfg.Protocol == "":
+		cfg.Protocols = []Protocol{Native}
+	case len(cfg.Protocols) == 0:
+		cfg.Protocols = []Protocol{cfg.Protocol}
+	case cfg.Protocol != "" && cfg.Protocol != cfg.Protocols[0]:
+		return nil, fmt.Errorf("deviceclient: Protocol %q is not the first of Protocols %v; set one of them", cfg.Protocol, cfg.Protocols)
 	}
+	cfg.Protocols = slices.Clone(cfg.Protocols)
+	cfg.Protocol = cfg.Protocols[0]
 	c := cfg.Credentials
 	n := 0
 	for _, set := range []bool{c.SymmetricKey != nil, c.GroupKey != nil, c.BootstrapToken != "", c.FactoryCertificate != nil} {
@@ -106,18 +167,22 @@ func New(cfg Config) (*Client, error) {
 	if n != 1 {
 		return nil, errors.New("deviceclient: set exactly one of SymmetricKey, GroupKey, BootstrapToken, FactoryCertificate")
 	}
-	switch cfg.Protocol {
-	case Native:
-	case DPS:
-		if c.BootstrapToken != "" {
-			return nil, errors.New("deviceclient: the DPS dialect takes a symmetric key or an X.509 certificate, not a bootstrap token")
+	for i, p := range cfg.Protocols {
+		if err := p.accepts(c); err != nil {
+			return nil, err
 		}
-	case EST:
-		if c.SymmetricKey != nil || c.GroupKey != nil {
-			return nil, errors.New("deviceclient: EST takes a bootstrap token or a factory certificate, not a symmetric key")
+		if slices.Contains(cfg.Protocols[:i], p) {
+			return nil, fmt.Errorf("deviceclient: protocol %q is listed twice", p)
 		}
-	default:
-		return nil, fmt.Errorf("deviceclient: unknown protocol %q (native, dps or est)", cfg.Protocol)
+	}
+	if cfg.MQTTAddr == "" {
+		cfg.MQTTAddr = net.JoinHostPort(u.Hostname(), "8883")
+	}
+	if cfg.CoAPAddr == "" {
+		cfg.CoAPAddr = net.JoinHostPort(u.Hostname(), "5684")
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 15 * time.Second
 	}
 	if cfg.Store == nil {
 		cfg.Store = &MemoryStore{}
@@ -140,13 +205,13 @@ func (c *Client) newHTTPClient(cert *tls.Certificate) *http.Client {
 	}
 	dial := c.cfg.DialContext
 	if dial == nil {
-		dial = (&net.Dialer{Timeout: 15 * time.Second}).DialContext
+		dial = (&net.Dialer{Timeout: c.cfg.ConnectTimeout}).DialContext
 	}
 	tr := &http.Transport{
 		TLSClientConfig:       tc,
 		DialContext:           dial,
 		DisableKeepAlives:     c.cfg.FreshConnections || cert != nil,
-		TLSHandshakeTimeout:   15 * time.Second,
+		TLSHandshakeTimeout:   c.cfg.ConnectTimeout,
 		ResponseHeaderTimeout: 60 * time.Second,
 		IdleConnTimeout:       30 * time.Second,
 	}
@@ -194,15 +259,26 @@ func (c *Client) Register(ctx context.Context) (*Identity, error) {
 		return nil, err
 	}
 	var id *Identity
-	err = c.cfg.Retry.do(ctx, c.cfg.OnRetry, func() error {
+	err = c.fallback(ctx, c.cfg.Protocols, func(p Protocol) error {
 		var err error
-		switch c.cfg.Protocol {
+		switch p {
 		case DPS:
 			id, err = c.registerDPS(ctx, csrDER)
 		case EST:
 			id, err = c.enrollEST(ctx, csrDER, c.cfg.Credentials.FactoryCertificate, "simpleenroll")
+		case DPSMQTT:
+			id, err = c.registerDPSMQTT(ctx, csrDER)
+		case NativeMQTT:
+			id, err = c.registerNativeMQTT(ctx, csrDER)
+		case CoAP:
+			id, err = c.registerCoAP(ctx, csrDER)
+		case ESTCoAP:
+			id, err = c.enrollESTCoAP(ctx, csrDER, c.cfg.Credentials.FactoryCertificate, "sen")
 		default:
 			id, err = c.registerNative(ctx, csrDER)
+		}
+		if err == nil {
+			id.Protocol = p
 		}
 		return err
 	})
@@ -240,7 +316,11 @@ func (c *Client) RenewIfDue(ctx context.Context) (*Identity, error) {
 }
 
 // Renew gets a new certificate for a new key, authenticated by the current
-// certificate (native renew, or EST simplereenroll), and stores it. If the
+// certificate, and stores it: over EST simplereenroll for a device
+// provisioned over EST, EST-coaps sren for one provisioned over CoAP or
+// EST-coaps, the native renew otherwise (the MQTT and DPS dialects have no
+// renewal); the renewals of the other configured protocols are the
+// fallbacks. If the
 // server no longer knows the certificate (the device was reset or
 // deleted), Renew registers the device again.
 func (c *Client) Renew(ctx context.Context) (*Identity, error) {
@@ -260,11 +340,14 @@ func (c *Client) Renew(ctx context.Context) (*Identity, error) {
 		return nil, err
 	}
 	var next *Identity
-	err = c.cfg.Retry.do(ctx, c.cfg.OnRetry, func() error {
+	err = c.fallback(ctx, c.renewalOrder(cur.Protocol), func(p Protocol) error {
 		var err error
-		if cur.Protocol == EST {
+		switch p {
+		case EST:
 			next, err = c.enrollEST(ctx, csrDER, &curCert, "simplereenroll")
-		} else {
+		case ESTCoAP:
+			next, err = c.enrollESTCoAP(ctx, csrDER, &curCert, "sren")
+		default:
 			next, err = c.renewNative(ctx, csrDER, &curCert)
 		}
 		return err
@@ -302,7 +385,10 @@ func (id *Identity) TLSCertificate() (tls.Certificate, error) {
 
 // finish puts the key into id and reads the certificate's validity.
 func (c *Client) finish(id *Identity, key *ecdsa.PrivateKey) error {
-	id.Scope, id.RegistrationID, id.Protocol = c.cfg.Scope, c.cfg.RegistrationID, c.cfg.Protocol
+	id.Scope, id.RegistrationID = c.cfg.Scope, c.cfg.RegistrationID
+	if id.Protocol == "" {
+		id.Protocol = c.cfg.Protocol
+	}
 	if id.CertificatePEM == "" {
 		return nil
 	}
@@ -356,9 +442,37 @@ func newKeyAndCSR(cn string) (*ecdsa.PrivateKey, []byte, error) {
 
 // sas is the SAS token of the device's symmetric key, valid an hour.
 func (c *Client) sas() string {
-	key := c.cfg.Credentials.SymmetricKey
-	if key == nil {
-		key = attest.DeriveDeviceKey(c.cfg.Credentials.GroupKey, c.cfg.RegistrationID)
+	return attest.NewSAS(c.deviceKey(), c.cfg.Scope+"/registrations/"+c.cfg.RegistrationID, c.now().Add(time.Hour))
+}
+
+// deviceKey is the device's symmetric key: its own, or derived from the
+// group key.
+func (c *Client) deviceKey() []byte {
+	if key := c.cfg.Credentials.SymmetricKey; key != nil {
+		return key
 	}
-	return attest.NewSAS(key, c.cfg.Scope+"/registrations/"+c.cfg.RegistrationID, c.now().Add(time.Hour))
+	return attest.DeriveDeviceKey(c.cfg.Credentials.GroupKey, c.cfg.RegistrationID)
+}
+
+// renewalOrder is the renewals to try for an identity provisioned over p:
+// p's own first, then those of the other configured protocols. A renewal
+// is named by the protocol it runs over: Native (POST .../renew), EST
+// (simplereenroll) or ESTCoAP (sren).
+func (c *Client) renewalOrder(p Protocol) []Protocol {
+	via := func(p Protocol) Protocol {
+		switch p {
+		case EST:
+			return EST
+		case CoAP, ESTCoAP:
+			return ESTCoAP
+		}
+		return Native
+	}
+	out := []Protocol{via(p)}
+	for _, q := range c.cfg.Protocols {
+		if r := via(q); !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
 }

@@ -31,6 +31,7 @@ func startNode(tb testing.TB) *node {
 	tb.Helper()
 	dir := tb.TempDir()
 	srv, err := server.Start(context.Background(), server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
+		MQTTAddr: "127.0.0.1:0", CoAPSAddr: "127.0.0.1:0",
 		RateLimits: &server.RateLimits{PerSource: 1e6, SourceBurst: 1e6, PerID: 1e6, IDBurst: 1e6}})
 	if err != nil {
 		tb.Fatal(err)
@@ -183,6 +184,14 @@ func TestConfigErrors(t *testing.T) {
 		{ServerURL: "https://x", RegistrationID: "a"},
 		{ServerURL: "https://x", RegistrationID: "a", Protocol: deviceclient.EST, Credentials: deviceclient.Credentials{GroupKey: []byte("k")}},
 		{ServerURL: "https://x", RegistrationID: "a", Protocol: deviceclient.DPS, Credentials: deviceclient.Credentials{BootstrapToken: "t"}},
+		{ServerURL: "https://x", RegistrationID: "a", Protocol: deviceclient.DPSMQTT, Credentials: deviceclient.Credentials{BootstrapToken: "t"}},
+		{ServerURL: "https://x", RegistrationID: "a", Protocols: []deviceclient.Protocol{deviceclient.NativeMQTT, deviceclient.CoAP},
+			Credentials: deviceclient.Credentials{BootstrapToken: "t"}},
+		{ServerURL: "https://x", RegistrationID: "a", Protocols: []deviceclient.Protocol{deviceclient.Native, deviceclient.Native},
+			Credentials: deviceclient.Credentials{GroupKey: []byte("k")}},
+		{ServerURL: "https://x", RegistrationID: "a", Protocol: deviceclient.CoAP, Protocols: []deviceclient.Protocol{deviceclient.Native, deviceclient.CoAP},
+			Credentials: deviceclient.Credentials{GroupKey: []byte("k")}},
+		{ServerURL: "https://x", RegistrationID: "a", Protocol: "smoke-signals", Credentials: deviceclient.Credentials{GroupKey: []byte("k")}},
 	} {
 		if _, err := deviceclient.New(cfg); err == nil {
 			t.Errorf("New(%+v): got no error", cfg)

@@ -140,28 +140,13 @@ func (c *Client) registerDPS(ctx context.Context, csrDER []byte) (*Identity, err
 	if err != nil {
 		return nil, err
 	}
-	var op struct {
-		OperationID       string `json:"operationId"`
-		Status            string `json:"status"`
-		RegistrationState *struct {
-			DeviceID               string          `json:"deviceId"`
-			AssignedHub            string          `json:"assignedHub"`
-			Status                 string          `json:"status"`
-			ErrorCode              int             `json:"errorCode"`
-			ErrorMessage           string          `json:"errorMessage"`
-			Payload                json.RawMessage `json:"payload"`
-			IssuedCertificateChain []string        `json:"issuedCertificateChain"`
-		} `json:"registrationState"`
-	}
+	var op dpsOperation
 	if err := json.Unmarshal(out, &op); err != nil || op.OperationID == "" {
 		return nil, &Error{Status: 202, Code: "bad_response", Message: "no operationId"}
 	}
 	for wait := 200 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
-		if op.Status == "assigned" && op.RegistrationState != nil {
-			break
-		}
-		if op.Status == "failed" && op.RegistrationState != nil {
-			return nil, &Error{Status: 200, Code: strconv.Itoa(op.RegistrationState.ErrorCode), Message: op.RegistrationState.ErrorMessage}
+		if id, err, done := op.result(); done {
+			return id, err
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -177,16 +162,52 @@ func (c *Client) registerDPS(ctx context.Context, csrDER []byte) (*Identity, err
 		if err != nil {
 			return nil, err
 		}
+		op = dpsOperation{}
 		if err := json.Unmarshal(out, &op); err != nil {
 			return nil, &Error{Status: 200, Code: "bad_response", Message: err.Error()}
 		}
 	}
+}
+
+// dpsOperation is a DPS registration operation's status (both DPS
+// dialects).
+type dpsOperation struct {
+	OperationID       string `json:"operationId"`
+	Status            string `json:"status"`
+	RegistrationState *struct {
+		DeviceID               string          `json:"deviceId"`
+		AssignedHub            string          `json:"assignedHub"`
+		Status                 string          `json:"status"`
+		ErrorCode              int             `json:"errorCode"`
+		ErrorMessage           string          `json:"errorMessage"`
+		Payload                json.RawMessage `json:"payload"`
+		IssuedCertificateChain []string        `json:"issuedCertificateChain"`
+	} `json:"registrationState"`
+}
+
+// result is the operation's outcome once it has one (done): the identity
+// it assigned, or why it failed. A failure's status is the errorCode's
+// first three digits (401002: 401), so that it is classified as the same
+// refusal answered at once would be.
+func (op *dpsOperation) result() (id *Identity, err error, done bool) {
 	rs := op.RegistrationState
-	id := &Identity{DeviceID: rs.DeviceID, AssignedHub: rs.AssignedHub}
+	switch {
+	case rs == nil:
+		return nil, nil, false
+	case op.Status == "failed":
+		status := rs.ErrorCode / 1000
+		if status < 400 || status > 599 {
+			status = 400
+		}
+		return nil, &Error{Status: status, Code: strconv.Itoa(rs.ErrorCode), Message: rs.ErrorMessage}, true
+	case op.Status != "assigned":
+		return nil, nil, false
+	}
+	id = &Identity{DeviceID: rs.DeviceID, AssignedHub: rs.AssignedHub}
 	for i, b64 := range rs.IssuedCertificateChain {
 		der, err := base64.StdEncoding.DecodeString(b64)
 		if err != nil {
-			return nil, &Error{Status: 200, Code: "bad_response", Message: "issuedCertificateChain is not base64"}
+			return nil, &Error{Status: 200, Code: "bad_response", Message: "issuedCertificateChain is not base64"}, true
 		}
 		p := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 		if i == 0 {
@@ -195,7 +216,7 @@ func (c *Client) registerDPS(ctx context.Context, csrDER []byte) (*Identity, err
 			id.ChainPEM += p
 		}
 	}
-	return id, nil
+	return id, nil, true
 }
 
 // enrollEST is EST simpleenroll (HTTP Basic with the bootstrap token, or
@@ -229,6 +250,12 @@ func parseCertsOnly(b64 []byte) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseCertsOnlyDER(der)
+}
+
+// parseCertsOnlyDER reads a DER certs-only PKCS #7, the device's
+// certificate (the one that is not a CA), if any, first.
+func parseCertsOnlyDER(der []byte) ([]*x509.Certificate, error) {
 	var ci struct {
 		Type    asn1.ObjectIdentifier
 		Content asn1.RawValue `asn1:"explicit,tag:0"`

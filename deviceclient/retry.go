@@ -13,22 +13,36 @@ import (
 
 // Error is a failure the server answered (or a transport failure, with
 // Status 0).
+//
+// Every transport maps its answers onto HTTP statuses, so that one
+// classification serves all: a CoAP 4.01 is 401, 5.03 is 503 (Max-Age is
+// the Retry-After); an MQTT CONNACK 0x86 (bad user name or password) is
+// 401, 0x87 (not authorized) and 0x8A (banned) 403, 0x9F (connection rate
+// exceeded) 429, 0x88 (server unavailable) 503; a native MQTT failure's
+// code gets the status the HTTPS API gives it; a DPS MQTT answer has its
+// status in the topic. A failed DTLS handshake (which over PSK is what a
+// wrong key or an unknown identity looks like) is 401.
 type Error struct {
-	Status     int           // HTTP status; 0 for a transport failure
+	Protocol   Protocol      // the protocol that failed
+	Status     int           // HTTP status, or its equivalent; 0 for a transport failure
 	Code       string        // the server's code (native: "unauthenticated"; DPS: "401002"), or "transport"
 	Message    string        // the server's message
-	RetryAfter time.Duration // from Retry-After, if the server sent one
+	RetryAfter time.Duration // from Retry-After (CoAP: Max-Age; MQTT: retry-after), if the server sent one
 	Err        error         // the underlying transport error, if any
 }
 
 func (e *Error) Error() string {
+	p := "deviceclient: "
+	if e.Protocol != "" {
+		p += string(e.Protocol) + ": "
+	}
 	if e.Status == 0 {
-		return fmt.Sprintf("deviceclient: %s: %v", e.Code, e.Err)
+		return fmt.Sprintf("%s%s: %v", p, e.Code, e.Err)
 	}
 	if e.Message == "" {
-		return fmt.Sprintf("deviceclient: %d %s", e.Status, e.Code)
+		return fmt.Sprintf("%s%d %s", p, e.Status, e.Code)
 	}
-	return fmt.Sprintf("deviceclient: %d %s: %s", e.Status, e.Code, e.Message)
+	return fmt.Sprintf("%s%d %s: %s", p, e.Status, e.Code, e.Message)
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -108,6 +122,46 @@ func (r Retry) do(ctx context.Context, onRetry func(error, time.Duration), op fu
 		case <-t.C:
 		}
 	}
+}
+
+// fallsThrough reports whether err, over one protocol, should move the
+// device on to the next: the server could not be reached or could not
+// answer (a transport failure, 408, 5xx). A 429 does not: the server is
+// there and asks the device to wait, whatever the protocol.
+func fallsThrough(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Retryable() && e.Status != http.StatusTooManyRequests
+}
+
+// fallback runs op over the protocols in order, within c's retries: each
+// round tries them from the one last answered (first: the first), moving
+// on while a protocol fails in a way that falls through, and ends at the
+// first success or refusal; a round that fails retryably is retried
+// after the backoff.
+func (c *Client) fallback(ctx context.Context, protos []Protocol, op func(Protocol) error) error {
+	start := 0
+	return c.cfg.Retry.do(ctx, c.cfg.OnRetry, func() error {
+		var err error
+		for i := range protos {
+			k := (start + i) % len(protos)
+			p := protos[k]
+			err = op(p)
+			var e *Error
+			if errors.As(err, &e) && e.Protocol == "" {
+				e.Protocol = p
+			}
+			if err == nil || ctx.Err() != nil || !fallsThrough(err) {
+				if err != nil && e != nil && e.Status != 0 {
+					start = k
+				}
+				return err
+			}
+			if i+1 < len(protos) && c.cfg.OnFallback != nil {
+				c.cfg.OnFallback(p, protos[(k+1)%len(protos)], err)
+			}
+		}
+		return err
+	})
 }
 
 // retryAfter reads Retry-After: seconds, or an HTTP date.
