@@ -25,7 +25,8 @@ type localServer struct {
 	close      func() // stops the node and removes its data directory
 }
 
-func startLocalServer(ctx context.Context, prefix, scope string, req registry.EnrollmentCreate) (_ *localServer, err error) {
+// Each of with may change the server's configuration (extra listeners).
+func startLocalServer(ctx context.Context, prefix, scope string, req registry.EnrollmentCreate, with ...func(*server.Config)) (_ *localServer, err error) {
 	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		return nil, err
@@ -36,8 +37,12 @@ func startLocalServer(ctx context.Context, prefix, scope string, req registry.En
 		}
 	}()
 	const unlimited = 1e9
-	srv, err := server.Start(ctx, server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
-		RateLimits: &server.RateLimits{PerSource: unlimited, SourceBurst: 1 << 30, PerID: unlimited, IDBurst: 1 << 30}})
+	cfg := server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
+		RateLimits: &server.RateLimits{PerSource: unlimited, SourceBurst: 1 << 30, PerID: unlimited, IDBurst: 1 << 30}}
+	for _, w := range with {
+		w(&cfg)
+	}
+	srv, err := server.Start(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start server: %w", err)
 	}

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -21,12 +23,17 @@ import (
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/gatehouse-iot/gatehouse/deviceclient"
 	"github.com/gatehouse-iot/gatehouse/registry"
+	"github.com/gatehouse-iot/gatehouse/server"
 )
 
 // simOptions are the flags of "sim".
 type simOptions struct {
 	devices     int
 	protocol    string
+	protocols   string
+	mqttAddr    string
+	coapAddr    string
+	plans       [][]deviceclient.Protocol // from --protocols (or --protocol): device i follows plans[i % len]
 	attestation string
 	concurrency int
 	rate        float64
@@ -54,9 +61,22 @@ Either way a group enrollment "sim-..." is created in --scope for the chosen
 attestation: a symmetric group key (devices derive their keys) or a
 bootstrap token usable by the whole fleet.
 
-Protocols: native and dps take symmetric_key; native and est take token.
+Protocols: native (HTTPS), dps (DPS over HTTPS), est (EST over HTTPS),
+dps-mqtt (DPS over MQTT), mqtt (native MQTT), coap (native CoAP over DTLS),
+est-coaps (EST-coaps over DTLS). All but est take symmetric_key; native,
+mqtt and est take token.
 
-Fault injection goes through the SDK's dialer: --drop-rate p drops a
+--protocols mixes and chains them: a comma separates the plans spread
+across the fleet (device i follows plan i mod n), ">" separates a plan's
+fallback order. "native,dps-mqtt,coap" gives a third of the fleet to each;
+"dps-mqtt>native" has every device try DPS over MQTT first and HTTPS when
+MQTT cannot be reached. MQTT and CoAP are reached on the in-process
+server's listeners, or with --server on its host at 8883 and 5684, unless
+--mqtt-addr and --coap-addr say otherwise (pointing one at a closed port
+shows the fallback at work). --protocols overrides --protocol.
+
+Fault injection goes through the SDK's TCP dialer (HTTPS and MQTT; CoAP
+over UDP is not faulted): --drop-rate p drops a
 connection with probability p (at a random point in the handshake or the
 exchange), --delay d adds d before each connection and each write, so the
 SDK's retry and backoff paths run as on a flaky network.
@@ -77,7 +97,10 @@ otherwise. Exit status 1 when any device failed.`,
 	}
 	f := cmd.Flags()
 	f.IntVar(&o.devices, "devices", 100, "number of simulated devices")
-	f.StringVar(&o.protocol, "protocol", string(deviceclient.Native), "provisioning protocol: native, dps or est")
+	f.StringVar(&o.protocol, "protocol", string(deviceclient.Native), "provisioning protocol: native, dps, est, dps-mqtt, mqtt, coap or est-coaps")
+	f.StringVar(&o.protocols, "protocols", "", "plans spread across the fleet, each a fallback order: native,dps-mqtt,coap or mqtt>native")
+	f.StringVar(&o.mqttAddr, "mqtt-addr", "", "host:port of the MQTT over TLS listener (default: the in-process server's, or the --server host, 8883)")
+	f.StringVar(&o.coapAddr, "coap-addr", "", "host:port of the CoAP over DTLS listener (default: the in-process server's, or the --server host, 5684)")
 	f.StringVar(&o.attestation, "attestation", string(gatehouse.AttestSymmetricKey), "attestation: symmetric_key or token")
 	f.IntVarP(&o.concurrency, "concurrency", "c", 16*runtime.GOMAXPROCS(0), "devices provisioning at once")
 	f.Float64Var(&o.rate, "rate", 0, "arrival rate: devices started per second (0: as fast as --concurrency allows)")
@@ -102,25 +125,72 @@ func (o *simOptions) check() error {
 	case o.delay < 0:
 		return usagef("--delay must not be negative")
 	}
-	proto := deviceclient.Protocol(o.protocol)
 	att := gatehouse.AttestationType(o.attestation)
-	switch proto {
-	case deviceclient.Native, deviceclient.DPS, deviceclient.EST:
-	default:
-		return usagef("--protocol must be native, dps or est, not %q", o.protocol)
-	}
 	switch att {
 	case gatehouse.AttestSymmetricKey, gatehouse.AttestToken:
 	default:
 		return usagef("--attestation must be symmetric_key or token, not %q", o.attestation)
 	}
-	if proto == deviceclient.DPS && att == gatehouse.AttestToken {
-		return usagef("--protocol dps takes --attestation symmetric_key")
+	spec := o.protocol
+	if o.protocols != "" {
+		spec = o.protocols
 	}
-	if proto == deviceclient.EST && att == gatehouse.AttestSymmetricKey {
-		return usagef("--protocol est takes --attestation token")
+	plans, err := parseSimPlans(spec)
+	if err != nil {
+		return err
+	}
+	for _, plan := range plans {
+		for _, p := range plan {
+			if !simAccepts(p, att) {
+				return usagef("protocol %s does not take --attestation %s", p, att)
+			}
+		}
+	}
+	o.plans = plans
+	if o.protocols == "" {
+		o.protocols = o.protocol
 	}
 	return nil
+}
+
+// parseSimPlans reads "a>b,c": plans separated by commas, each a fallback
+// order separated by ">".
+func parseSimPlans(spec string) ([][]deviceclient.Protocol, error) {
+	var plans [][]deviceclient.Protocol
+	for _, ps := range strings.Split(spec, ",") {
+		var plan []deviceclient.Protocol
+		for _, name := range strings.Split(ps, ">") {
+			p := deviceclient.Protocol(strings.TrimSpace(name))
+			if !slices.Contains(deviceclient.AllProtocols, p) {
+				return nil, usagef("unknown protocol %q: use %s", name, joinProtocols(deviceclient.AllProtocols, ", "))
+			}
+			if slices.Contains(plan, p) {
+				return nil, usagef("protocol %s appears twice in the fallback order %q", p, ps)
+			}
+			plan = append(plan, p)
+		}
+		plans = append(plans, plan)
+	}
+	return plans, nil
+}
+
+func joinProtocols(ps []deviceclient.Protocol, sep string) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = string(p)
+	}
+	return strings.Join(s, sep)
+}
+
+// simAccepts reports whether protocol p carries attestation att.
+func simAccepts(p deviceclient.Protocol, att gatehouse.AttestationType) bool {
+	switch p {
+	case deviceclient.Native, deviceclient.NativeMQTT:
+		return true
+	case deviceclient.EST:
+		return att == gatehouse.AttestToken
+	}
+	return att == gatehouse.AttestSymmetricKey
 }
 
 // simTarget is the server the fleet provisions against and the enrollment's
@@ -131,6 +201,8 @@ type simTarget struct {
 	enrollmentID string
 	groupKey     []byte
 	token        string
+	mqttAddr     string // empty: the SDK's default
+	coapAddr     string
 	inProcess    bool
 	close        func()
 }
@@ -157,6 +229,18 @@ type simResult struct {
 	P95         float64        `json:"p95_ms"`
 	P99         float64        `json:"p99_ms"`
 	Max         float64        `json:"max_ms"`
+	Fallbacks   int64          `json:"fallbacks"`
+	// ByProtocol is, per protocol a device provisioned over, how many
+	// did and their latency.
+	ByProtocol map[string]simProtocolResult `json:"by_protocol"`
+}
+
+// simProtocolResult is the devices that provisioned over one protocol.
+type simProtocolResult struct {
+	Succeeded int     `json:"succeeded"`
+	P50       float64 `json:"p50_ms"`
+	P95       float64 `json:"p95_ms"`
+	P99       float64 `json:"p99_ms"`
 }
 
 func (a *app) sim(ctx context.Context, o simOptions) error {
@@ -183,10 +267,15 @@ func (a *app) sim(ctx context.Context, o simOptions) error {
 		return ctx.Err()
 	}
 
-	res := simResult{Devices: o.devices, Protocol: o.protocol, Attestation: o.attestation, Concurrency: o.concurrency,
+	res := simResult{Devices: o.devices, Protocol: o.protocols, Attestation: o.attestation, Concurrency: o.concurrency,
 		DropRate: o.dropRate, DelayMS: ms(o.delay), InProcess: t.inProcess, Seconds: round(elapsed.Seconds(), 3),
 		Succeeded: len(fleet.lat), Failures: fleet.codes, Retries: fleet.retries.Load(), Renewed: int(fleet.renewed.Load()),
-		Dropped: fleet.faults.dropped.Load(), Connections: fleet.faults.dialed.Load()}
+		Dropped: fleet.faults.dropped.Load(), Connections: fleet.faults.dialed.Load(), Fallbacks: fleet.fallbacks.Load(),
+		ByProtocol: map[string]simProtocolResult{}}
+	for p, l := range fleet.byProto {
+		slices.Sort(l)
+		res.ByProtocol[string(p)] = simProtocolResult{Succeeded: len(l), P50: ms(percentile(l, 0.50)), P95: ms(percentile(l, 0.95)), P99: ms(percentile(l, 0.99))}
+	}
 	for _, n := range fleet.codes {
 		res.Failed += n
 	}
@@ -222,6 +311,15 @@ func (a *app) printSim(r simResult) {
 	fmt.Fprintf(w, "latency   p50 %.1f ms  p95 %.1f ms  p99 %.1f ms  max %.1f ms\n", r.P50, r.P95, r.P99, r.Max)
 	fmt.Fprintf(w, "faults    %d of %d connections dropped (drop rate %g, delay %g ms)\n", r.Dropped, r.Connections, r.DropRate, r.DelayMS)
 	fmt.Fprintf(w, "retries   %d\n", r.Retries)
+	if r.Fallbacks > 0 {
+		fmt.Fprintf(w, "fallbacks %d\n", r.Fallbacks)
+	}
+	if len(r.ByProtocol) > 1 || r.Fallbacks > 0 {
+		for _, p := range slices.Sorted(maps.Keys(r.ByProtocol)) {
+			b := r.ByProtocol[p]
+			fmt.Fprintf(w, "  %-10s %6d devices  p50 %.1f ms  p95 %.1f ms  p99 %.1f ms\n", p, b.Succeeded, b.P50, b.P95, b.P99)
+		}
+	}
 	if r.Renewed > 0 {
 		fmt.Fprintf(w, "renewed   %d\n", r.Renewed)
 	}
@@ -265,7 +363,14 @@ func simTargetOf(e *gatehouse.Enrollment) (*simTarget, error) {
 // simLocalTarget starts a server in this process on a temporary data
 // directory, as "bench provision" does, and creates the fleet's enrollment.
 func simLocalTarget(ctx context.Context, o simOptions) (*simTarget, error) {
-	ls, err := startLocalServer(ctx, "gatehouse-sim-", o.scope, simEnrollment(o))
+	ls, err := startLocalServer(ctx, "gatehouse-sim-", o.scope, simEnrollment(o), func(c *server.Config) {
+		if simUses(o, deviceclient.DPSMQTT, deviceclient.NativeMQTT) {
+			c.MQTTAddr = "127.0.0.1:0"
+		}
+		if simUses(o, deviceclient.CoAP, deviceclient.ESTCoAP) {
+			c.CoAPSAddr = "127.0.0.1:0"
+		}
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -275,7 +380,27 @@ func simLocalTarget(ctx context.Context, o simOptions) (*simTarget, error) {
 		return nil, err
 	}
 	t.url, t.inProcess, t.roots, t.close = ls.srv.URL(), true, ls.roots, ls.close
+	if a := ls.srv.MQTTAddr(); a != nil {
+		t.mqttAddr = a.String()
+	}
+	if a := ls.srv.CoAPSAddr(); a != nil {
+		t.coapAddr = a.String()
+	}
+	// Set, they point elsewhere (a closed port, to watch the fallback).
+	t.mqttAddr, t.coapAddr = cmp.Or(o.mqttAddr, t.mqttAddr), cmp.Or(o.coapAddr, t.coapAddr)
 	return t, nil
+}
+
+// simUses reports whether any plan names one of ps.
+func simUses(o simOptions, ps ...deviceclient.Protocol) bool {
+	for _, plan := range o.plans {
+		for _, p := range plan {
+			if slices.Contains(ps, p) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // simRemoteTarget creates the fleet's enrollment on a running server
@@ -309,6 +434,7 @@ func (a *app) simRemoteTarget(ctx context.Context, o simOptions) (*simTarget, er
 		}
 	}
 	t.url, t.close = strings.TrimRight(c.server, "/"), func() {}
+	t.mqttAddr, t.coapAddr = o.mqttAddr, o.coapAddr
 	return t, nil
 }
 
@@ -322,17 +448,20 @@ type simFleet struct {
 	next    atomic.Int64 // the last device number taken
 	done    atomic.Int64 // devices finished, either way
 	failed  atomic.Int64
-	retries atomic.Int64
-	renewed atomic.Int64
+	retries   atomic.Int64
+	renewed   atomic.Int64
+	fallbacks atomic.Int64
 
-	mu    sync.Mutex
-	lat   []time.Duration
-	codes map[string]int
+	mu      sync.Mutex
+	lat     []time.Duration
+	byProto map[deviceclient.Protocol][]time.Duration
+	codes   map[string]int
 }
 
 func newSimFleet(t *simTarget, o simOptions) *simFleet {
 	return &simFleet{t: t, o: o, faults: newFaultDialer(o.dropRate, o.delay, o.seed),
-		prefix: strings.TrimPrefix(t.enrollmentID, "sim-"), lat: make([]time.Duration, 0, o.devices), codes: map[string]int{}}
+		prefix: strings.TrimPrefix(t.enrollmentID, "sim-"), lat: make([]time.Duration, 0, o.devices), codes: map[string]int{},
+		byProto: map[deviceclient.Protocol][]time.Duration{}}
 }
 
 // run provisions every device from o.concurrency goroutines, device i
@@ -357,13 +486,15 @@ func (f *simFleet) run(ctx context.Context) time.Duration {
 						}
 					}
 				}
-				d, code := f.device(ctx, fmt.Sprintf("sim-%s-%06d", f.prefix, i))
+				plan := f.o.plans[int(i-1)%len(f.o.plans)]
+				d, proto, code := f.device(ctx, fmt.Sprintf("sim-%s-%06d", f.prefix, i), plan)
 				f.mu.Lock()
 				if code != "" {
 					f.codes[code]++
 					f.failed.Add(1)
 				} else {
 					f.lat = append(f.lat, d)
+					f.byProto[proto] = append(f.byProto[proto], d)
 				}
 				f.mu.Unlock()
 				f.done.Add(1)
@@ -376,15 +507,19 @@ func (f *simFleet) run(ctx context.Context) time.Duration {
 
 // device provisions one simulated device (and renews it with --renew):
 // a client of its own, its own key, a new TLS connection per request. It
-// returns the provisioning's latency, or the failure's code.
-func (f *simFleet) device(ctx context.Context, regID string) (time.Duration, string) {
+// returns the provisioning's latency and the protocol that carried it, or
+// the failure's code.
+func (f *simFleet) device(ctx context.Context, regID string, plan []deviceclient.Protocol) (time.Duration, deviceclient.Protocol, string) {
 	creds := deviceclient.Credentials{GroupKey: f.t.groupKey}
 	if f.t.token != "" {
 		creds = deviceclient.Credentials{BootstrapToken: f.t.token}
 	}
 	c, err := deviceclient.New(deviceclient.Config{
 		ServerURL: f.t.url, Scope: f.o.scope, RegistrationID: regID, EnrollmentID: f.t.enrollmentID,
-		Protocol: deviceclient.Protocol(f.o.protocol), Credentials: creds, RootCAs: f.t.roots,
+		Protocols: plan, Credentials: creds, RootCAs: f.t.roots, MQTTAddr: f.t.mqttAddr, CoAPAddr: f.t.coapAddr,
+		// A silent CoAP port is only noticed by this timeout.
+		ConnectTimeout: 5 * time.Second,
+		OnFallback:     func(_, _ deviceclient.Protocol, _ error) { f.fallbacks.Add(1) },
 		// Shorter than the SDK's defaults, so that a run with drops is not
 		// mostly waiting; still bounded, still jittered.
 		Retry:            deviceclient.Retry{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Attempts: 10},
@@ -393,21 +528,22 @@ func (f *simFleet) device(ctx context.Context, regID string) (time.Duration, str
 		OnRetry:          func(error, time.Duration) { f.retries.Add(1) },
 	})
 	if err != nil {
-		return 0, "client_error"
+		return 0, "", "client_error"
 	}
 	defer c.Close()
 	start := time.Now()
-	if _, err := c.Provision(ctx); err != nil {
-		return 0, simFailureCode(err)
+	id, err := c.Provision(ctx)
+	if err != nil {
+		return 0, "", simFailureCode(err)
 	}
 	d := time.Since(start)
 	if f.o.renew {
 		if _, err := c.Renew(ctx); err != nil {
-			return 0, "renew_" + simFailureCode(err)
+			return 0, "", "renew_" + simFailureCode(err)
 		}
 		f.renewed.Add(1)
 	}
-	return d, ""
+	return d, id.Protocol, ""
 }
 
 // simFailureCode is the code a failure is counted under: the server's code,

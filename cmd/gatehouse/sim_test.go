@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net"
 	"strings"
 	"testing"
 )
@@ -77,7 +78,10 @@ func TestSimUsage(t *testing.T) {
 		{"sim", "--drop-rate", "-0.1"},
 		{"sim", "--rate", "-1"},
 		{"sim", "--delay", "-1s"},
-		{"sim", "--protocol", "coap"},
+		{"sim", "--protocol", "pigeon"},
+		{"sim", "--protocols", "native,coap", "--attestation", "token"},
+		{"sim", "--protocols", "mqtt>mqtt"},
+		{"sim", "--protocols", "native,"},
 		{"sim", "--attestation", "x509"},
 		{"sim", "--protocol", "dps", "--attestation", "token"},
 		{"sim", "--protocol", "est"},
@@ -88,4 +92,49 @@ func TestSimUsage(t *testing.T) {
 			t.Errorf("%v: got status %d, want 2 (%s)", args, r.code, r.stderr)
 		}
 	}
+}
+
+// TestSimMixedProtocols spreads a small fleet over every transport the SDK
+// has, renewing each device once; then a fleet whose first protocol's port
+// is closed onboards over the next.
+func TestSimMixedProtocols(t *testing.T) {
+	t.Run("mix", func(t *testing.T) {
+		r := ghEnv(t, map[string]string{}, "sim", "--devices", "15", "--protocols", "native,dps,dps-mqtt,mqtt,coap,est-coaps,dps-mqtt>native",
+			"--renew", "-c", "8", "-o", "json")
+		if r.code != 0 {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+		}
+		var got simResult
+		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Succeeded != 15 || got.Renewed != 15 || got.Fallbacks != 0 {
+			t.Errorf("got %d succeeded, %d renewed, %d fallbacks (%v), want 15, 15, 0", got.Succeeded, got.Renewed, got.Fallbacks, got.Failures)
+		}
+		// Devices 1..15 over 7 plans: the first plan gets 3 devices, the others 2;
+		// the last plan's devices provision over dps-mqtt, its first choice.
+		want := map[string]int{"native": 3, "dps": 2, "dps-mqtt": 4, "mqtt": 2, "coap": 2, "est-coaps": 2}
+		for p, n := range want {
+			if got.ByProtocol[p].Succeeded != n {
+				t.Errorf("%s: %d devices, want %d (%+v)", p, got.ByProtocol[p].Succeeded, n, got.ByProtocol)
+			}
+		}
+	})
+	t.Run("fallback", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		closed := ln.Addr().String()
+		ln.Close()
+		r := ghEnv(t, map[string]string{}, "sim", "--devices", "6", "--protocols", "mqtt>native", "--mqtt-addr", closed, "--attestation", "token")
+		if r.code != 0 {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+		}
+		for _, want := range []string{"provisioned 6 of 6 devices", "fallbacks 6\n", "native          6 devices", "retries   0\n"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("got %q, want it to contain %q", r.stdout, want)
+			}
+		}
+	})
 }
