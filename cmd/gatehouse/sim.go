@@ -445,9 +445,9 @@ type simFleet struct {
 	faults *faultDialer
 	prefix string
 
-	next    atomic.Int64 // the last device number taken
-	done    atomic.Int64 // devices finished, either way
-	failed  atomic.Int64
+	next      atomic.Int64 // the last device number taken
+	done      atomic.Int64 // devices finished, either way
+	failed    atomic.Int64
 	retries   atomic.Int64
 	renewed   atomic.Int64
 	fallbacks atomic.Int64
