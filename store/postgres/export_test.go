@@ -10,3 +10,9 @@ var (
 
 var ListCredentialsQuery = listCredentialsQuery
 var ListEnrollmentsQuery = listEnrollmentsQuery
+
+var (
+	EventQuery         = eventQuery
+	CountQuery         = countQuery
+	ExpiringCountQuery = expiringCountQuery
+)

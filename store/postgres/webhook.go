@@ -156,6 +156,31 @@ func (s *Store) QueryEvents(ctx context.Context, f gatehouse.EventFilter) ([]*ga
 	if f.Limit <= 0 {
 		f.Limit = gatehouse.MaxEventPage
 	}
+	query, args := eventQuery(f)
+	rows, err := s.pool.Query(ctx, query, args...)
+	if err != nil {
+		return nil, mapErr("query events", err)
+	}
+	events, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*gatehouse.Event, error) {
+		e := &gatehouse.Event{}
+		var data []byte
+		if err := row.Scan(&e.Scope, &e.Seq, &e.Type, &e.Time, &e.Actor, &e.Subject, &data); err != nil {
+			return nil, err
+		}
+		e.Time = e.Time.UTC()
+		if data != nil {
+			e.Data = data
+		}
+		return e, nil
+	})
+	return events, mapErr("query events", err)
+}
+
+// eventQuery builds the audit query of f (f.Limit set). Each filter has an
+// index (scope, column, seq): actor, subject, time, and type, which is
+// compared in "C" so that a prefix ("device.*") is a range of
+// events_type_idx, whatever the database's collation.
+func eventQuery(f gatehouse.EventFilter) (string, []any) {
 	var b strings.Builder
 	b.WriteString(`SELECT scope, seq, type, time, actor, subject, data FROM events WHERE scope = $1 AND seq > $2`)
 	args := []any{f.Scope, f.After}
@@ -173,9 +198,13 @@ func (s *Store) QueryEvents(ctx context.Context, f gatehouse.EventFilter) ([]*ga
 		add("subject = ?", f.Subject)
 	}
 	if prefix, ok := strings.CutSuffix(f.Type, "*"); ok {
-		add("left(type, ?) = ?", len(prefix), prefix)
+		if hi, ok := prefixEnd(prefix); ok {
+			add(`type COLLATE "C" >= ? AND type COLLATE "C" < ?`, prefix, hi)
+		} else {
+			add("left(type, ?) = ?", len(prefix), prefix)
+		}
 	} else if f.Type != "" {
-		add("type = ?", f.Type)
+		add(`type COLLATE "C" = ?`, f.Type)
 	}
 	if !f.Since.IsZero() {
 		add("time >= ?", f.Since)
@@ -185,21 +214,20 @@ func (s *Store) QueryEvents(ctx context.Context, f gatehouse.EventFilter) ([]*ga
 	}
 	args = append(args, f.Limit)
 	fmt.Fprintf(&b, " ORDER BY seq LIMIT $%d", len(args))
-	rows, err := s.pool.Query(ctx, b.String(), args...)
-	if err != nil {
-		return nil, mapErr("query events", err)
+	return b.String(), args
+}
+
+// prefixEnd returns the least string greater than every string that starts
+// with prefix (byte order), when prefix is ASCII (event types are) and not
+// empty; false otherwise.
+func prefixEnd(prefix string) (string, bool) {
+	if prefix == "" {
+		return "", false
 	}
-	events, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*gatehouse.Event, error) {
-		e := &gatehouse.Event{}
-		var data []byte
-		if err := row.Scan(&e.Scope, &e.Seq, &e.Type, &e.Time, &e.Actor, &e.Subject, &data); err != nil {
-			return nil, err
+	for i := 0; i < len(prefix); i++ {
+		if prefix[i] >= 0x7f {
+			return "", false
 		}
-		e.Time = e.Time.UTC()
-		if data != nil {
-			e.Data = data
-		}
-		return e, nil
-	})
-	return events, mapErr("query events", err)
+	}
+	return prefix[:len(prefix)-1] + string(prefix[len(prefix)-1]+1), true
 }

@@ -114,11 +114,16 @@ func (s *Store) groupCounts(ctx context.Context, out map[string]map[string]int64
 	return storeError("count devices", rows.Err(), "devices", "")
 }
 
-// CountExpiringCredentials implements gatehouse.Reader, per scope on the
-// credentials_not_after index.
+// expiringCountQuery counts active credentials expiring in a window, per
+// scope, over every scope: a range of credentials_active_expiry (not_after,
+// scope) WHERE status = 'active', which also holds the scope, so the table
+// is not read.
+const expiringCountQuery = `SELECT scope, count(*) FROM credentials
+	WHERE not_after >= ? AND not_after < ? AND status = 'active' GROUP BY scope`
+
+// CountExpiringCredentials implements gatehouse.Reader.
 func (s *Store) CountExpiringCredentials(ctx context.Context, from, before time.Time) (map[string]int64, error) {
-	rows, err := s.reads.query(ctx, `SELECT scope, count(*) FROM credentials
-		WHERE not_after >= ? AND not_after < ? AND status = 'active' GROUP BY scope`, micros(from), micros(before))
+	rows, err := s.reads.query(ctx, expiringCountQuery, micros(from), micros(before))
 	if err != nil {
 		return nil, storeError("count expiring credentials", err, "credentials", "")
 	}

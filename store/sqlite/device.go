@@ -130,7 +130,15 @@ func deviceQuery(f gatehouse.DeviceFilter) (string, []any) {
 			WHERE t.scope = ? AND t.key = ? AND t.value = ? AND t.device_id > ?`)
 		args = append(args, f.Scope, sel.Key, sel.Values[0], f.After)
 	} else {
-		b.WriteString(`SELECT ` + deviceColumnsOf("d") + ` FROM devices d WHERE d.scope = ? AND d.id > ?`)
+		// Without statistics SQLite walks (scope, id) for a last-seen bound,
+		// the whole scope when few devices match; name the index instead:
+		// a page then reads the devices in the window and sorts them by ID.
+		// An enrollment (equality, ID order) or a tag selector drives first.
+		index := ""
+		if driver < 0 && f.Enrollment == "" && (!f.LastSeenBefore.IsZero() || !f.LastSeenAfter.IsZero()) {
+			index = ` INDEXED BY devices_last_seen`
+		}
+		b.WriteString(`SELECT ` + deviceColumnsOf("d") + ` FROM devices d` + index + ` WHERE d.scope = ? AND d.id > ?`)
 		args = append(args, f.Scope, f.After)
 		if driver >= 0 {
 			sel := f.Selectors[driver]
