@@ -37,7 +37,7 @@ import (
 )
 
 func (a *app) benchCommand() *cobra.Command {
-	return group("bench", "Measure a server's throughput", a.benchProvisionCommand())
+	return group("bench", "Measure a server's throughput and query latency", a.benchProvisionCommand(), a.benchQueryCommand())
 }
 
 // benchOptions are the flags of "bench provision".
@@ -296,7 +296,8 @@ func mapsKeys(m map[string]int) func(func(string) bool) {
 // benchLocalTarget starts a server in this process on a temporary data
 // directory and creates a symmetric-key group enrollment in it.
 func benchLocalTarget(ctx context.Context, o benchOptions) (*benchTarget, error) {
-	ls, err := startLocalServer(ctx, "gatehouse-bench-", o.scope, benchEnrollment(o))
+	req := benchEnrollment(o)
+	ls, err := startLocalServer(ctx, "gatehouse-bench-", o.scope, &req)
 	if err != nil {
 		return nil, err
 	}

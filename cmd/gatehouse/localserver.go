@@ -14,19 +14,23 @@ import (
 	"github.com/gatehouse-iot/gatehouse/server"
 )
 
-// localServer is a throwaway node that "bench provision" and "sim" start in
-// their own process when no --server is given: a temporary data directory,
-// no rate limits (the load generator is the only client), and one
-// enrollment for the simulated devices.
+// localServer is a throwaway node that "bench provision", "bench query" and
+// "sim" start in their own process when no --server is given: a temporary
+// data directory, no rate limits (the load generator is the only client),
+// and, when asked for, one enrollment for the simulated devices.
 type localServer struct {
 	srv        *server.Server
 	roots      *x509.CertPool // trusts the node's HTTPS certificate
-	enrollment *gatehouse.Enrollment
-	close      func() // stops the node and removes its data directory
+	token      string         // the installation admin token
+	admin      *gatehouse.Principal
+	enrollment *gatehouse.Enrollment // nil unless an enrollment was asked for
+	close      func()                // stops the node and removes its data directory
 }
 
-// Each of with may change the server's configuration (extra listeners).
-func startLocalServer(ctx context.Context, prefix, scope string, req registry.EnrollmentCreate, with ...func(*server.Config)) (_ *localServer, err error) {
+// startLocalServer starts the node, makes sure scope exists and, if req is
+// not nil, creates the enrollment req in it. Each of with may change the
+// server's configuration (extra listeners).
+func startLocalServer(ctx context.Context, prefix, scope string, req *registry.EnrollmentCreate, with ...func(*server.Config)) (_ *localServer, err error) {
 	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		return nil, err
@@ -64,9 +68,11 @@ func startLocalServer(ctx context.Context, prefix, scope string, req registry.En
 			return nil, err
 		}
 	}
-	e, err := srv.Registry().CreateEnrollment(ctx, p, scope, req)
-	if err != nil {
-		return nil, fmt.Errorf("create enrollment: %w", err)
+	var e *gatehouse.Enrollment
+	if req != nil {
+		if e, err = srv.Registry().CreateEnrollment(ctx, p, scope, *req); err != nil {
+			return nil, fmt.Errorf("create enrollment: %w", err)
+		}
 	}
 	caPEM, err := os.ReadFile(filepath.Join(dir, server.CAFile))
 	if err != nil {
@@ -74,5 +80,5 @@ func startLocalServer(ctx context.Context, prefix, scope string, req registry.En
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(caPEM)
-	return &localServer{srv: srv, roots: roots, enrollment: e, close: func() { srv.Close(); os.RemoveAll(dir) }}, nil
+	return &localServer{srv: srv, roots: roots, token: strings.TrimSpace(string(tok)), admin: p, enrollment: e, close: func() { srv.Close(); os.RemoveAll(dir) }}, nil
 }

@@ -363,7 +363,8 @@ func simTargetOf(e *gatehouse.Enrollment) (*simTarget, error) {
 // simLocalTarget starts a server in this process on a temporary data
 // directory, as "bench provision" does, and creates the fleet's enrollment.
 func simLocalTarget(ctx context.Context, o simOptions) (*simTarget, error) {
-	ls, err := startLocalServer(ctx, "gatehouse-sim-", o.scope, simEnrollment(o), func(c *server.Config) {
+	req := simEnrollment(o)
+	ls, err := startLocalServer(ctx, "gatehouse-sim-", o.scope, &req, func(c *server.Config) {
 		if simUses(o, deviceclient.DPSMQTT, deviceclient.NativeMQTT) {
 			c.MQTTAddr = "127.0.0.1:0"
 		}
