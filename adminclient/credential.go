@@ -70,6 +70,22 @@ func (c *Client) RevokeCertificate(ctx context.Context, scope, serial, reason st
 	return &cred, nil
 }
 
+// RevokeCredential revokes one credential of a device by ID, whatever its
+// kind: a certificate (by serial), the device's symmetric key or its
+// bootstrap token (IDs as DeviceCredentials lists them). reason is an RFC
+// 5280 reason name; empty means unspecified.
+func (c *Client) RevokeCredential(ctx context.Context, scope, deviceID, credentialID, reason string) (*gatehouse.Credential, error) {
+	var cred gatehouse.Credential
+	body := struct {
+		Reason string `json:"reason,omitempty"`
+	}{reason}
+	r := request{method: http.MethodPost, path: scopePath(scope) + "/devices/" + seg(deviceID) + "/credentials/" + seg(credentialID) + "/revoke", body: body}
+	if err := c.do(ctx, r, &cred); err != nil {
+		return nil, err
+	}
+	return &cred, nil
+}
+
 // DeviceCredentials lists a device's credentials, each status as of now.
 func (c *Client) DeviceCredentials(ctx context.Context, scope, deviceID string) ([]*gatehouse.Credential, error) {
 	var list struct {

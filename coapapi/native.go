@@ -191,6 +191,11 @@ func (s *Server) authenticate(r *request) (*gatehouse.Device, error) {
 		if !d.State.CanAuthenticate() {
 			return nil, gatehouse.Errorf(gatehouse.EForbidden, "device %q is %s and may not authenticate", d.ID, d.State)
 		}
+		// The handshake proved the key; an operator may have revoked it
+		// since (the DTLS session outlives the revocation).
+		if err := s.reg.SymmetricKeyUsable(r.ctx, d); err != nil {
+			return nil, err
+		}
 	case len(r.peer.chain) > 0:
 		scope, _, err := ca.IdentityFromCertificate(r.peer.chain[0])
 		if err != nil {

@@ -162,10 +162,18 @@ func (s *Server) onEvent(ev *gatehouse.Event) {
 			s.notify(o, codes.NotFound, "not_found: the device was deleted")
 		}
 	case gatehouse.EventCredentialRevoked:
-		// A device observing over a revoked certificate loses its
-		// observation; one over PSK keeps it.
+		// A device observing over the kind of credential revoked loses its
+		// observation: a certificate ends observations over certificates,
+		// its symmetric key those over PSK.
+		var rev struct {
+			Kind gatehouse.CredentialKind `json:"kind"`
+		}
+		if json.Unmarshal(ev.Data, &rev) != nil {
+			return
+		}
 		for _, o := range s.obs.of(k, false) {
-			if p := peerOf(o.cc); len(p.chain) > 0 {
+			p := peerOf(o.cc)
+			if rev.Kind == gatehouse.CredentialX509 && len(p.chain) > 0 || rev.Kind == gatehouse.CredentialSymmetricKey && p.psk != nil {
 				s.obs.remove(o.cc, message.Token(o.token))
 				s.notify(o, codes.Unauthorized, opaqueUnauthorized)
 			}

@@ -43,6 +43,7 @@ type Provisioner interface {
 type Registry interface {
 	AuthenticateCertificate(ctx context.Context, scope string, leaf *x509.Certificate, intermediates []*x509.Certificate) (*gatehouse.Device, *gatehouse.Credential, error)
 	DeviceByID(ctx context.Context, scope, id string) (*gatehouse.Device, error)
+	SymmetricKeyUsable(ctx context.Context, d *gatehouse.Device) error
 	DeviceSeen(scope, id, protocol string)
 	ReportProperties(ctx context.Context, scope, id string, patch json.RawMessage) error
 	FollowEvents(ctx context.Context, poll time.Duration, fn func(*gatehouse.Event)) error

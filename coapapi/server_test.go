@@ -400,6 +400,31 @@ func TestPSKProvisioningObserveReport(t *testing.T) {
 	if code, _, _ := do(t, cc2, codes.GET, "/cfg", 0, nil); code != codes.Unauthorized {
 		t.Errorf("cfg over a revoked certificate: %v, want 4.01", code)
 	}
+
+	// Revoking the device's symmetric key stops the PSK session that is
+	// still open at its next request.
+	if code, _, _ := do(t, cc, codes.GET, "/cfg", 0, nil); code != codes.Content {
+		t.Fatalf("cfg over PSK before the key's revocation: %v", code)
+	}
+	creds, err := e.admin.DeviceCredentials(context.Background(), "default", "dev-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked := false
+	for _, c := range creds {
+		if c.Kind == gatehouse.CredentialSymmetricKey {
+			if _, err := e.admin.RevokeCredential(context.Background(), "default", "dev-1", c.ID, "keyCompromise"); err != nil {
+				t.Fatal(err)
+			}
+			revoked = true
+		}
+	}
+	if !revoked {
+		t.Fatal("dev-1 has no symmetric-key credential")
+	}
+	if code, _, _ := do(t, cc, codes.GET, "/cfg", 0, nil); code != codes.Unauthorized {
+		t.Errorf("cfg over PSK after the key's revocation: %v, want 4.01", code)
+	}
 }
 
 func wait(t testing.TB, ch chan map[string]any) map[string]any {

@@ -383,7 +383,7 @@ func TestUnauthenticated(t *testing.T) {
 			}
 			continue
 		}
-		path := fillPath(rt.path, "default", "dev-1", "{serial}", ic.Serial)
+		path := fillPath(rt.path, "default", "dev-1", "{serial}", ic.Serial, "{credentialId}", ic.Serial)
 		for _, authz := range []string{"", "Bearer", "Bearer gh_nope", "Basic YWRtaW46YWRtaW4=", "Bearer " + e.admin + "x"} {
 			r := e.do(rt.method, path, "", sampleBody(t, rt), "Authorization", authz)
 			r.problem(t, 401, gatehouse.EUnauthenticated)
@@ -434,7 +434,7 @@ func sampleBody(t *testing.T, rt route) any {
 	case "PUT /v1/scopes/{scope}/ca":
 		certPEM, keyPEM, rootPEM := mustOwnCA(t)
 		return registry.CAImport{Certificate: certPEM, PrivateKey: keyPEM, Chain: rootPEM}
-	case "POST /v1/scopes/{scope}/certificates/{serial}/revoke":
+	case "POST /v1/scopes/{scope}/certificates/{serial}/revoke", "POST /v1/scopes/{scope}/devices/{id}/credentials/{credentialId}/revoke":
 		return map[string]string{"reason": "keyCompromise"}
 	case "POST /v1/scopes/{scope}/enrollments":
 		return map[string]any{"id": "new-enrollment", "type": "group", "attestation": map[string]any{"type": "token", "maxUses": 2}}
@@ -503,7 +503,7 @@ func TestCrossScopeDenial(t *testing.T) {
 		if strings.Contains(rt.path, "/tokens/") {
 			id = victimTokenID
 		}
-		path := fillPath(rt.path, "default", id, "{serial}", victimCert.Serial)
+		path := fillPath(rt.path, "default", id, "{serial}", victimCert.Serial, "{credentialId}", victimCert.Serial)
 		r := e.do(rt.method, path, otherAdmin, sampleBody(t, rt))
 		if r.status != 403 && r.status != 404 {
 			t.Errorf("other scope's admin: %s %s = %d, want 403 or 404; body %s", rt.method, path, r.status, r.body)

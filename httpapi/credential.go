@@ -59,24 +59,47 @@ type revokeRequest struct {
 // revokeCertificate revokes a certificate by serial. The body is optional:
 // an empty one revokes for reason unspecified.
 func (h *Handler) revokeCertificate(w http.ResponseWriter, r *http.Request) error {
-	body, err := readCapped(w, r, h.maxBody)
+	req, err := h.decodeRevokeRequest(w, r)
 	if err != nil {
 		return err
-	}
-	var req revokeRequest
-	if len(bytes.TrimSpace(body)) > 0 {
-		if err := checkContentType(r.Header.Get("Content-Type"), []string{mediaJSON}); err != nil {
-			return err
-		}
-		if err := gatehouse.DecodeStrict(body, &req); err != nil {
-			return err
-		}
 	}
 	c, err := h.reg.RevokeCertificate(r.Context(), principal(r), r.PathValue("scope"), r.PathValue("serial"), req.Reason)
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, c)
+}
+
+// revokeCredential revokes one credential of a device by ID, whatever its
+// kind (certificate, symmetric key, bootstrap token).
+func (h *Handler) revokeCredential(w http.ResponseWriter, r *http.Request) error {
+	req, err := h.decodeRevokeRequest(w, r)
+	if err != nil {
+		return err
+	}
+	c, err := h.reg.RevokeCredential(r.Context(), principal(r), r.PathValue("scope"), r.PathValue("id"), r.PathValue("credentialId"), req.Reason)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, c)
+}
+
+// decodeRevokeRequest reads a revocation's optional body.
+func (h *Handler) decodeRevokeRequest(w http.ResponseWriter, r *http.Request) (revokeRequest, error) {
+	var req revokeRequest
+	body, err := readCapped(w, r, h.maxBody)
+	if err != nil {
+		return req, err
+	}
+	if len(bytes.TrimSpace(body)) > 0 {
+		if err := checkContentType(r.Header.Get("Content-Type"), []string{mediaJSON}); err != nil {
+			return req, err
+		}
+		if err := gatehouse.DecodeStrict(body, &req); err != nil {
+			return req, err
+		}
+	}
+	return req, nil
 }
 
 // policyRequest is a scope policy as sent: durations as strings ("90d",

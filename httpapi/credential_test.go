@@ -272,6 +272,21 @@ func TestCertificates(t *testing.T) {
 		t.Errorf("revoked credentials %q", got)
 	}
 
+	// Any credential of a device can be revoked by ID under the device.
+	ic4 := e.issue("dev-1")
+	byDevice := "/v1/scopes/default/devices/dev-1/credentials/"
+	e.do("POST", "/v1/scopes/default/devices/dev-2/credentials/"+ic4.Serial+"/revoke", e.admin, nil).problem(t, 404, gatehouse.ENotFound)
+	e.do("POST", byDevice+"key-000000000000000000000000/revoke", e.admin, nil).problem(t, 404, gatehouse.ENotFound)
+	e.do("POST", byDevice+ic4.Serial+"/revoke", e.admin, map[string]string{"reason": "boredom"}).problem(t, 400, gatehouse.EInvalid)
+	e.do("POST", byDevice+ic4.Serial+"/revoke", e.admin, map[string]string{"reason": "superseded"}).want(t, 200).decode(t, &c)
+	if c.Status != gatehouse.CredentialRevoked || c.RevocationReason != "superseded" || c.ID != ic4.Serial {
+		t.Errorf("revoked by device credential route: %+v", c)
+	}
+	e.do("POST", byDevice+ic4.Serial+"/revoke", e.admin, nil).problem(t, 409, gatehouse.EAlreadyRevoked)
+	if crl := checkCRL(t, e.do("GET", "/v1/scopes/default/crl", "", nil).want(t, 200).body, issuer); !crlLists(crl, parseCerts(t, ic4.Certificate)[0].SerialNumber) {
+		t.Errorf("the CRL does not list %s revoked through the device's credentials", ic4.Serial)
+	}
+
 	// Decommissioning revokes the device's certificates.
 	e.setState("dev-1", gatehouse.StateDecommissioned).want(t, 200)
 	crl = checkCRL(t, e.do("GET", "/v1/scopes/default/crl", "", nil).want(t, 200).body, issuer)

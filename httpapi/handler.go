@@ -56,6 +56,7 @@ type Registry interface {
 	ImportCA(ctx context.Context, p *gatehouse.Principal, scope string, req registry.CAImport) (*registry.CAInfo, error)
 	IssueCertificate(ctx context.Context, p *gatehouse.Principal, scope, deviceID string, csr []byte) (*registry.IssuedCertificate, error)
 	RevokeCertificate(ctx context.Context, p *gatehouse.Principal, scope, serial, reason string) (*gatehouse.Credential, error)
+	RevokeCredential(ctx context.Context, p *gatehouse.Principal, scope, deviceID, credentialID, reason string) (*gatehouse.Credential, error)
 	ListCredentials(ctx context.Context, p *gatehouse.Principal, scope string, q registry.CredentialQuery) (*registry.CredentialPage, error)
 	DeviceCredentials(ctx context.Context, p *gatehouse.Principal, scope, deviceID string) ([]*gatehouse.Credential, error)
 	CreateEnrollment(ctx context.Context, p *gatehouse.Principal, scope string, req registry.EnrollmentCreate) (*gatehouse.Enrollment, error)

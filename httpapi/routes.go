@@ -37,6 +37,7 @@ var routes = []route{
 	{"GET", "/v1/scopes/{scope}/devices/{id}/history", true, (*Handler).deviceHistory},
 	{"POST", "/v1/scopes/{scope}/devices/{id}/certificates", true, (*Handler).issueCertificate},
 	{"GET", "/v1/scopes/{scope}/devices/{id}/credentials", true, (*Handler).deviceCredentials},
+	{"POST", "/v1/scopes/{scope}/devices/{id}/credentials/{credentialId}/revoke", true, (*Handler).revokeCredential},
 
 	{"GET", "/v1/scopes/{scope}/ca", true, (*Handler).getCA},
 	{"PUT", "/v1/scopes/{scope}/ca", true, (*Handler).importCA},

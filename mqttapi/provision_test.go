@@ -129,6 +129,44 @@ func TestDPSProvisioning(t *testing.T) {
 		return dev.Connection.Status == gatehouse.Online && dev.State == gatehouse.StateActive
 	})
 
+	// Revoking the device's key alone closes the session that used it
+	// within a second and refuses the key from then on; the certificate
+	// still connects.
+	creds, err := e.admin.DeviceCredentials(context.Background(), "default", vectorRegID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyID := ""
+	for _, c := range creds {
+		if c.Kind == gatehouse.CredentialSymmetricKey {
+			keyID = c.ID
+		}
+	}
+	if keyID == "" {
+		t.Fatalf("no symmetric-key credential among %d", len(creds))
+	}
+	start := time.Now()
+	if _, err := e.admin.RevokeCredential(context.Background(), "default", vectorRegID, keyID, "keyCompromise"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case dis := <-d.gone:
+		t.Logf("SAS session closed %v after its key was revoked (reason 0x%02x)", time.Since(start), dis.ReasonCode)
+		if dis.ReasonCode != 0x87 {
+			t.Errorf("disconnect reason 0x%02x, want 0x87", dis.ReasonCode)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("SAS session not closed within 1 s of its key's revocation")
+	}
+	devSAS = attest.NewSAS(devKey, "default/devices/"+vectorRegID, time.Now().Add(time.Hour))
+	_, ack, err := e.dial(nil, &paho.Connect{ClientID: vectorRegID, Username: "default/" + vectorRegID, UsernameFlag: true,
+		Password: []byte(devSAS), PasswordFlag: true})
+	if err == nil {
+		t.Fatal("a revoked key connected")
+	}
+	if code := connackCode(ack); code != 0x86 {
+		t.Errorf("revoked key: CONNACK 0x%02x, want 0x86", code)
+	}
 	// And with the issued certificate (IoT Hub style username accepted).
 	var pemChain string
 	for _, b64 := range st.RegistrationState.IssuedCertificateChain {
@@ -140,6 +178,7 @@ func TestDPSProvisioning(t *testing.T) {
 	if r := x.publish(t, "devices/"+vectorRegID+"/telemetry", "via cert"); r != 0 {
 		t.Errorf("publish with the issued certificate: 0x%02x", r)
 	}
+
 }
 
 // TestNativeProvisioning provisions with a bootstrap token and a CSR over

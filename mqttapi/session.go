@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/attest"
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/provision"
+	"github.com/gatehouse-iot/gatehouse/registry"
 )
 
 // Protocol is how presence records MQTT sessions.
@@ -50,7 +51,7 @@ type session struct {
 	kind   sessionKind
 	scope  string
 	id     string // device ID, or registration ID for provisioning
-	serial string // the certificate's serial, when it authenticated with one
+	serial string // the credential it authenticated with: a certificate's serial, or its key's ID
 	mount  string // the internal topic prefix of this session
 	authAt time.Time
 
@@ -207,7 +208,9 @@ func (b *Broker) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.P
 		if err != nil {
 			return nil, b.deviceRefusal(ctx, scope, id, err)
 		}
-		return &session{kind: kindDevice, scope: scope, id: d.ID, device: d}, nil
+		// Indexed under its key's credential ID, so that revoking the key
+		// closes the session as revoking a certificate does.
+		return &session{kind: kindDevice, scope: scope, id: d.ID, serial: registry.SecretCredentialID(gatehouse.CredentialSymmetricKey, d), device: d}, nil
 	case password != "":
 		req.Token = password
 	case len(chain) > 0:

@@ -81,6 +81,12 @@ func (s *Service) authenticateDeviceSAS(ctx context.Context, scope, deviceID, to
 	if !d.State.CanAuthenticate() {
 		return nil, gatehouse.Errorf(gatehouse.EForbidden, "device %q is %s and may not authenticate", deviceID, d.State)
 	}
+	// An operator may have revoked the device's key on its own.
+	if err := s.reg.SymmetricKeyUsable(ctx, d); gatehouse.ErrorCode(err) == gatehouse.EUnauthenticated {
+		return nil, &reasonError{reason: "key revoked", err: errDeviceSAS}
+	} else if err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 

@@ -534,3 +534,60 @@ func TestSecretCredentialRecords(t *testing.T) {
 	}
 	wantCode(t, f.reg.SymmetricKeyUsable(f.ctx, d), gatehouse.EUnauthenticated)
 }
+
+// TestRevokeKeyCredential: an operator revokes one device's symmetric key
+// without touching the device: its SAS tokens stop authenticating and it
+// cannot register again with the key, while a sibling from the same group
+// keeps working.
+func TestRevokeKeyCredential(t *testing.T) {
+	f := newFixture(t)
+	g := f.enroll(t, `{"id":"g","type":"group","attestation":{"type":"symmetric_key"}}`)
+	for _, id := range []string{"k-1", "k-2"} {
+		if _, err := f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: id, SAS: sasFor(t, g.Attestation.PrimaryKey, id, true)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	group, err := base64.StdEncoding.DecodeString(g.Attestation.PrimaryKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deviceSAS := func(id string) string {
+		return attest.NewSAS(attest.DeriveDeviceKey(group, id), "default/devices/"+id, time.Now().Add(time.Hour))
+	}
+	if _, err := f.prov.AuthenticateDeviceSAS(f.ctx, "default", "k-1", deviceSAS("k-1")); err != nil {
+		t.Fatalf("device SAS before revocation: %v", err)
+	}
+	creds, err := f.reg.DeviceCredentials(f.ctx, f.admin, "default", "k-1")
+	if err != nil || len(creds) != 1 || creds[0].Kind != gatehouse.CredentialSymmetricKey {
+		t.Fatalf("credentials: %v %v", creds, err)
+	}
+	// Scoped and authorised like every admin call.
+	viewer := &gatehouse.Principal{TokenID: "v", Scope: "default", Role: gatehouse.RoleViewer}
+	_, err = f.reg.RevokeCredential(f.ctx, viewer, "default", "k-1", creds[0].ID, "")
+	wantCode(t, err, gatehouse.EForbidden)
+	_, err = f.reg.RevokeCredential(f.ctx, f.admin, "default", "k-2", creds[0].ID, "")
+	wantCode(t, err, gatehouse.ENotFound) // another device's credential
+	_, err = f.reg.RevokeCredential(f.ctx, f.admin, "default", "k-1", creds[0].ID, "becauseIsaidso")
+	wantCode(t, err, gatehouse.EInvalid)
+
+	c, err := f.reg.RevokeCredential(f.ctx, f.admin, "default", "k-1", creds[0].ID, "keyCompromise")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Status != gatehouse.CredentialRevoked || c.RevocationReason != "keyCompromise" || c.Kind != gatehouse.CredentialSymmetricKey {
+		t.Errorf("revoked credential = %+v", c)
+	}
+	_, err = f.reg.RevokeCredential(f.ctx, f.admin, "default", "k-1", creds[0].ID, "")
+	wantCode(t, err, gatehouse.EAlreadyRevoked)
+
+	_, err = f.prov.AuthenticateDeviceSAS(f.ctx, "default", "k-1", deviceSAS("k-1"))
+	wantCode(t, err, gatehouse.EUnauthenticated)
+	_, err = f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: "k-1", SAS: sasFor(t, g.Attestation.PrimaryKey, "k-1", true)})
+	wantCode(t, err, gatehouse.EAttestationFailed)
+	if d, err := f.reg.DeviceByID(f.ctx, "default", "k-1"); err != nil || d.State == gatehouse.StateDecommissioned {
+		t.Errorf("the device itself changed: %+v %v", d, err)
+	}
+	if _, err := f.prov.AuthenticateDeviceSAS(f.ctx, "default", "k-2", deviceSAS("k-2")); err != nil {
+		t.Errorf("sibling device refused: %v", err)
+	}
+}

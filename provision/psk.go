@@ -207,7 +207,9 @@ func (s *Service) RegisterPSK(ctx context.Context, id PSKIdentity, req Request) 
 		return nil, errNoEnrollment
 	}
 	operationID := newOperationID()
-	res, err = s.provision(ctx, req, &match{enrollment: e}, csr, operationID)
+	// The handshake proved the primary key (DevicePSK): record it as the
+	// device's key credential, so that it can be revoked on its own.
+	res, err = s.provision(ctx, req, &match{enrollment: e, kind: gatehouse.CredentialSymmetricKey, slot: "primary"}, csr, operationID)
 	if err != nil {
 		switch gatehouse.ErrorCode(err) {
 		case gatehouse.EInternal, gatehouse.EUnavailable:

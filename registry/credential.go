@@ -204,6 +204,64 @@ func (s *Service) RevokeCertificate(ctx context.Context, p *gatehouse.Principal,
 	return out, nil
 }
 
+// RevokeCredential revokes one credential of a device, whatever its kind:
+// a certificate (it goes on the CRL at once), the device's symmetric key
+// (SAS tokens and DTLS-PSK sessions signed with it are refused from now on,
+// and live sessions that used it are closed) or its bootstrap token.
+// reason is an RFC 5280 reason name (default unspecified).
+func (s *Service) RevokeCredential(ctx context.Context, p *gatehouse.Principal, scope, deviceID, credentialID, reason string) (*gatehouse.Credential, error) {
+	if err := p.Authorize(scope, gatehouse.RoleOperator); err != nil {
+		return nil, err
+	}
+	if err := gatehouse.ValidateDeviceID(deviceID); err != nil {
+		return nil, err
+	}
+	if credentialID == "" || len(credentialID) > 128 {
+		return nil, gatehouse.Errorf(gatehouse.EInvalid, "credential ID must be 1 to 128 characters; list them with GET /v1/scopes/%s/devices/%s/credentials", scope, deviceID)
+	}
+	if reason == "" {
+		reason = "unspecified"
+	}
+	if _, ok := gatehouse.RevocationReasons[reason]; !ok {
+		return nil, gatehouse.Errorf(gatehouse.EInvalid, "revocation reason %q is not an RFC 5280 reason; use e.g. keyCompromise, superseded, cessationOfOperation, unspecified", truncateString(reason, 40))
+	}
+	// Certificates are named by serial: accept one in any case or with colons.
+	id := credentialID
+	if n, err := normalizeSerial(credentialID); err == nil {
+		id = n
+	}
+	now := s.timestamp()
+	var out *gatehouse.Credential
+	err := s.update(ctx, func(tx gatehouse.Tx, ev *eventLog) error {
+		c, err := tx.GetCredential(scope, id)
+		if gatehouse.ErrorCode(err) == gatehouse.ENotFound && id != credentialID {
+			c, err = tx.GetCredential(scope, credentialID)
+		}
+		if gatehouse.ErrorCode(err) == gatehouse.ENotFound || err == nil && c.DeviceID != deviceID {
+			return gatehouse.Errorf(gatehouse.ENotFound, "device %q in scope %q has no credential %q", deviceID, scope, truncateString(credentialID, 128))
+		} else if err != nil {
+			return err
+		}
+		if c.Status == gatehouse.CredentialRevoked {
+			return gatehouse.Errorf(gatehouse.EAlreadyRevoked, "credential %s was already revoked at %s (%s)", c.ID, c.RevokedAt.Format(time.RFC3339), c.RevocationReason)
+		}
+		if err := s.revoke(tx, ev, c, reason, p.Actor(), now); err != nil {
+			return err
+		}
+		out = c
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out.Kind == gatehouse.CredentialX509 {
+		if err := s.refreshCRL(ctx, scope); err != nil {
+			s.log.Error("refresh CRL after revocation", "scope", scope, "serial", out.ID, "err", err)
+		}
+	}
+	return out, nil
+}
+
 func (s *Service) revoke(tx gatehouse.Tx, ev *eventLog, c *gatehouse.Credential, reason, actor string, now time.Time) error {
 	c.Status = gatehouse.CredentialRevoked
 	c.RevokedAt = &now

@@ -342,6 +342,14 @@ func TestCertificateLifecycle(t *testing.T) {
 		`ID\s+DEVICE\s+KIND\s+STATUS\s+NOT AFTER\s+REVOKED\s+REASON`,
 		`[0-9a-f]+\s+sensor-2\s+x509\s+active\s+`+ts+`\s+-\s+-`,
 		`[0-9a-f]+\s+sensor-2\s+x509\s+active\s+`+ts+`\s+-\s+-`)
+	// One credential revoked by ID under its device.
+	r = n.gh("device", "revoke-credential", "sensor-2", ic3.Serial, "--reason", "superseded")
+	if r.code != 0 || !regexp.MustCompile(`(?m)^`+ic3.Serial+`\s+sensor-2\s+x509\s+revoked\s+`+ts+`\s+`+ts+`\s+superseded$`).MatchString(r.stdout) {
+		t.Errorf("device revoke-credential: %+v", r)
+	}
+	if r = n.gh("device", "revoke-credential", "sensor-1", ic.Serial); r.code != 1 || !strings.HasSuffix(r.stderr, "("+gatehouse.ENotFound+")\n") {
+		t.Errorf("device revoke-credential of another device's certificate: %+v", r)
+	}
 
 	// Decommissioning revokes the device's certificates: the CRL lists them.
 	n.ok("device", "set-state", "sensor-2", "decommissioned", "--reason", "end of life")

@@ -18,7 +18,7 @@ func (a *app) deviceCommand() *cobra.Command {
 	var scope string
 	cmd := group("device", "Manage devices and their lifecycle",
 		a.deviceCreate(&scope), a.deviceGet(&scope), a.deviceList(&scope), a.devicePatch(&scope),
-		a.deviceSetState(&scope), a.deviceHistory(&scope), a.deviceCredentials(&scope), a.deviceDelete(&scope))
+		a.deviceSetState(&scope), a.deviceHistory(&scope), a.deviceCredentials(&scope), a.deviceRevokeCredential(&scope), a.deviceDelete(&scope))
 	cmd.PersistentFlags().StringVar(&scope, "scope", gatehouse.DefaultScope, "scope of the devices")
 	return cmd
 }
@@ -275,7 +275,7 @@ func (a *app) deviceHistory(scope *string) *cobra.Command {
 func (a *app) deviceCredentials(scope *string) *cobra.Command {
 	return &cobra.Command{
 		Use:   "credentials ID",
-		Short: "List a device's credentials (certificates), with their status",
+		Short: "List a device's credentials (certificates, symmetric key, token), with their status",
 		Args:  exactArgs("ID"),
 		RunE: action(func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
@@ -292,6 +292,40 @@ func (a *app) deviceCredentials(scope *string) *cobra.Command {
 			return a.printCredentials(creds)
 		}),
 	}
+}
+
+func (a *app) deviceRevokeCredential(scope *string) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "revoke-credential ID CREDENTIAL",
+		Short: "Revoke one credential of a device: a certificate, its symmetric key or its token",
+		Long: `Revoke one credential of a device by the ID "device credentials" lists: a
+certificate's serial, the device's symmetric key (key-...) or its bootstrap
+token (tok-...). A revoked certificate goes on the CRL at once; a revoked key
+refuses SAS tokens and DTLS-PSK requests signed with it, and live MQTT
+sessions that used the credential are closed. The device keeps its state
+(use set-state to suspend or decommission it). The reason is an RFC 5280
+name (default unspecified).`,
+		Example: `  gatehouse device credentials sensor-42
+  gatehouse device revoke-credential sensor-42 key-3f1c0a9b2e7d41c6a8f0b2d4 --reason keyCompromise`,
+		Args: exactArgs("ID", "CREDENTIAL"),
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			cred, err := c.RevokeCredential(cmd.Context(), *scope, args[0], args[1], reason)
+			if err != nil {
+				return err
+			}
+			if a.jsonMode() {
+				return a.printJSON(cred)
+			}
+			return a.printCredentials([]*gatehouse.Credential{cred})
+		}),
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "RFC 5280 reason, e.g. keyCompromise (default unspecified)")
+	return cmd
 }
 
 func (a *app) deviceDelete(scope *string) *cobra.Command {
