@@ -56,6 +56,36 @@ type Limits struct {
 	ReportBurst        int           // default 10
 }
 
+// Bounds of the limits that have them (the protocol's own, or what
+// keeps the broker usable).
+const (
+	MinPacketSize = 256       // a CONNECT with a SAS token and a long username must fit
+	MaxPacketSize = 268435455 // the largest MQTT packet
+)
+
+// Validate checks limits given by an operator; zero members are valid and
+// take the defaults.
+func (l Limits) Validate() error {
+	switch {
+	case l.MaxPacketSize != 0 && l.MaxPacketSize < MinPacketSize:
+		return gatehouse.Errorf(gatehouse.EInvalid, "maximum packet size must be at least %d bytes", MinPacketSize)
+	case l.MaxPacketSize > MaxPacketSize:
+		return gatehouse.Errorf(gatehouse.EInvalid, "maximum packet size must be at most %d bytes", MaxPacketSize)
+	case l.ConnectsPerSecond < 0 || l.ConnectBurst < 0 || l.ReportsPerSecond < 0 || l.ReportBurst < 0:
+		return gatehouse.Errorf(gatehouse.EInvalid, "rates and bursts must not be negative")
+	case l.ConnectTimeout < 0:
+		return gatehouse.Errorf(gatehouse.EInvalid, "connect timeout must not be negative")
+	case l.ViolationThreshold < 0:
+		return gatehouse.Errorf(gatehouse.EInvalid, "violation threshold must not be negative")
+	case l.WritesPending < 0:
+		return gatehouse.Errorf(gatehouse.EInvalid, "outbound queue must not be negative")
+	}
+	return nil
+}
+
+// DefaultLimits returns the limits a zero Limits stands for.
+func DefaultLimits() Limits { return Limits{}.withDefaults() }
+
 func (l Limits) withDefaults() Limits {
 	if l.MaxPacketSize == 0 {
 		l.MaxPacketSize = 64 << 10
@@ -117,8 +147,8 @@ type Broker struct {
 
 	mu       sync.RWMutex
 	sessions map[*mqtt.Client]*session
-	byDevice map[string]map[*session]struct{} // scope/id -> device sessions
-	bySerial map[string]map[*session]struct{} // scope/serial -> sessions that authenticated with it
+	byDevice sessionIndex // scope/id -> device sessions
+	bySerial sessionIndex // scope/serial -> sessions that authenticated with it
 	online   map[string]int                   // scope/id -> established device sessions
 	kills    map[string]time.Time             // scope/id and scope/serial -> when enforcement last struck
 
@@ -135,8 +165,8 @@ type Broker struct {
 // listeners, then Start it.
 func New(reg Registry, prov Provisioner, opts ...Option) *Broker {
 	b := &Broker{reg: reg, prov: prov, log: slog.New(slog.DiscardHandler), poll: 250 * time.Millisecond,
-		sessions: map[*mqtt.Client]*session{}, byDevice: map[string]map[*session]struct{}{},
-		bySerial: map[string]map[*session]struct{}{}, online: map[string]int{}, kills: map[string]time.Time{}}
+		sessions: map[*mqtt.Client]*session{}, byDevice: sessionIndex{},
+		bySerial: sessionIndex{}, online: map[string]int{}, kills: map[string]time.Time{}}
 	for _, o := range opts {
 		o(b)
 	}
@@ -160,7 +190,7 @@ func New(reg Registry, prov Provisioner, opts ...Option) *Broker {
 		SysTopicResendInterval: 3600,
 		// Device packets are small (config and reports are capped at
 		// 32 KiB and read through): small buffers keep idle sessions cheap.
-		ClientNetReadBufferSize:  1024,
+		ClientNetReadBufferSize:  256,
 		ClientNetWriteBufferSize: 1024,
 	})
 	if err := b.srv.AddHook(&hook{b: b}, nil); err != nil {
@@ -373,15 +403,30 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		conn.SetDeadline(time.Now().Add(l.b.lim.ConnectTimeout))
-		if l.tls != nil {
-			conn = tls.Server(conn, l.tls)
-		}
-		go func() {
-			if err := establish(l.id, conn); err != nil {
-				l.b.log.Debug("mqtt: connection ended", "remote", conn.RemoteAddr().String(), "err", err)
-			}
-		}()
+		go l.handshake(conn, establish)
 	}
+}
+
+// handshake runs the TLS handshake, then hands the connection to the
+// broker library on a new goroutine. The session's goroutine lives as
+// long as the connection; one that ran the handshake's crypto would keep
+// the stack it grew for it (tens of KB) for that long.
+func (l *listener) handshake(c net.Conn, establish listeners.EstablishFn) {
+	if l.tls != nil {
+		tc := tls.Server(c, l.tls)
+		if err := tc.Handshake(); err != nil {
+			l.b.log.Debug("mqtt: TLS handshake", "remote", c.RemoteAddr().String(), "err", err)
+			tc.Close()
+			return
+		}
+		c = tc
+	}
+	cn := newConn(c, l.b.lim.MaxPacketSize)
+	go func() {
+		if err := establish(l.id, cn); err != nil {
+			l.b.log.Debug("mqtt: connection ended", "remote", cn.RemoteAddr().String(), "err", err)
+		}
+	}()
 }
 
 func (l *listener) Close(closeClients listeners.CloseFn) {

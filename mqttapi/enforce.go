@@ -54,13 +54,10 @@ func (b *Broker) enforce(e *gatehouse.Event) {
 
 // kill ends the sessions an index holds under key, and remembers the key
 // for sessions still authenticating.
-func (b *Broker) kill(index map[string]map[*session]struct{}, key string, code packets.Code) {
+func (b *Broker) kill(index sessionIndex, key string, code packets.Code) {
 	b.mu.Lock()
 	b.kills[key] = time.Now()
-	var victims []*session
-	for s := range index[key] {
-		victims = append(victims, s)
-	}
+	victims := append([]*session(nil), index[key]...)
 	b.mu.Unlock()
 	for _, s := range victims {
 		b.log.Info("mqtt: session closed by enforcement", "scope", s.scope, "device_id", s.id, "reason_code", code.Code)

@@ -25,7 +25,7 @@ const maxProvisionPayload = 32 << 10
 // time per session: a session that sends another while one runs is told
 // to retry.
 func (b *Broker) startRequest(s *session, rid string, run func(ctx context.Context)) {
-	if !s.busy.CompareAndSwap(false, true) {
+	if !s.prov.busy.CompareAndSwap(false, true) {
 		err := gatehouse.Errorf(gatehouse.ERateLimited, "a request of this connection is still running; retry after 1 s")
 		if s.kind == kindDPS {
 			b.dpsError(s, rid, &provision.RetryError{Err: err, After: time.Second})
@@ -35,7 +35,7 @@ func (b *Broker) startRequest(s *session, rid string, run func(ctx context.Conte
 		return
 	}
 	go func() {
-		defer s.busy.Store(false)
+		defer s.prov.busy.Store(false)
 		ctx, cancel := context.WithTimeout(context.Background(), provisionTimeout)
 		defer cancel()
 		run(ctx)
@@ -201,7 +201,7 @@ func (b *Broker) handleDPS(ctx context.Context, s *session, t dpsTopic, body []b
 			b.dpsError(s, t.rid, err)
 			return
 		}
-		req := s.req
+		req := s.prov.req
 		req.Payload, req.CSR = payload, csr
 		res, err := b.prov.Register(ctx, req)
 		if err != nil {
@@ -216,13 +216,13 @@ func (b *Broker) handleDPS(ctx context.Context, s *session, t dpsTopic, body []b
 			}
 		}
 		op := res.Registration.OperationID
-		s.issued.Clear() // one registration per connection is remembered
-		s.issued.Store(op, e)
+		s.prov.issued.Clear() // one registration per connection is remembered
+		s.prov.issued.Store(op, e)
 		// The registration is committed; "assigning" and a poll are what
 		// the SDKs expect.
 		b.respond(s, dpsResponseTopic(202, t.rid, 1), dpsOperationStatus{OperationID: op, Status: string(gatehouse.RegAssigning)})
 	case dpsPoll:
-		reg, _, err := b.prov.Operation(ctx, s.req, t.operationID)
+		reg, _, err := b.prov.Operation(ctx, s.prov.req, t.operationID)
 		if err != nil {
 			b.dpsError(s, t.rid, err)
 			return
@@ -242,7 +242,7 @@ func (b *Broker) handleDPS(ctx context.Context, s *session, t dpsTopic, body []b
 				st.ErrorMessage = dpsOpaque
 			}
 		}
-		if v, ok := s.issued.Load(reg.OperationID); ok && reg.Status == gatehouse.RegAssigned {
+		if v, ok := s.prov.issued.Load(reg.OperationID); ok && reg.Status == gatehouse.RegAssigned {
 			e := v.(*issuedEntry)
 			st.Payload, st.IssuedCertificateChain = e.payload, e.chain
 		}
@@ -357,7 +357,7 @@ func (b *Broker) handleNative(ctx context.Context, s *session, rid string, body 
 		b.nativeError(s, rid, err)
 		return
 	}
-	req := s.req
+	req := s.prov.req
 	req.Payload, req.Force = in.Payload, in.Force
 	if in.CSR != "" {
 		if req.CSR, err = decodeCSRText(in.CSR); err != nil {

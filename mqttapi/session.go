@@ -3,8 +3,6 @@ package mqttapi
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"net"
 	"strings"
@@ -55,13 +53,19 @@ type session struct {
 	mount  string // the internal topic prefix of this session
 	authAt time.Time
 
-	device *gatehouse.Device // as authenticated (device sessions)
-	req    provision.Request // the proof, repeated for each request (provisioning)
-	issued sync.Map          // DPS operation ID -> *issuedEntry
-	busy   atomic.Bool       // a provisioning request is running
+	device *gatehouse.Device // as authenticated (device sessions), until the session is established
+	prov   *provisioning     // provisioning sessions only
 
 	established atomic.Bool
 	violations  atomic.Int32
+}
+
+// provisioning is the state of a provisioning session (kept apart: device
+// sessions, the many held ones, do not carry it).
+type provisioning struct {
+	req    provision.Request // the proof, repeated for each request
+	issued sync.Map          // DPS operation ID -> *issuedEntry
+	busy   atomic.Bool       // a provisioning request is running
 }
 
 func (s *session) deviceKey() string { return s.scope + "/" + s.id }
@@ -121,15 +125,6 @@ func codeFor(err error) packets.Code {
 	return packets.ErrServerUnavailable
 }
 
-// peerChain returns the TLS client chain, leaf first, or nil.
-func peerChain(c net.Conn) []*x509.Certificate {
-	tc, ok := c.(*tls.Conn)
-	if !ok {
-		return nil
-	}
-	return tc.ConnectionState().PeerCertificates
-}
-
 func hostOf(remote string) string {
 	h, _, err := net.SplitHostPort(remote)
 	if err != nil {
@@ -165,7 +160,7 @@ func (b *Broker) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.P
 		if err := b.prov.Attest(ctx, req); err != nil {
 			return nil, refused(codeFor(err), err)
 		}
-		return &session{kind: kindDPS, scope: u.scope, id: u.registrationID, req: req}, nil
+		return &session{kind: kindDPS, scope: u.scope, id: u.registrationID, prov: &provisioning{req: req}}, nil
 	}
 
 	// A device's operational certificate.
@@ -221,7 +216,7 @@ func (b *Broker) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.P
 	if err := b.prov.Attest(ctx, req); err != nil {
 		return nil, refused(codeFor(err), err)
 	}
-	return &session{kind: kindNative, scope: scope, id: id, req: req}, nil
+	return &session{kind: kindNative, scope: scope, id: id, prov: &provisioning{req: req}}, nil
 }
 
 // deviceRefusal turns a failed device authentication into its reason
@@ -287,22 +282,27 @@ func (b *Broker) forget(cl *mqtt.Client) {
 	}
 }
 
-func addIndex(m map[string]map[*session]struct{}, k string, s *session) {
-	set := m[k]
-	if set == nil {
-		set = map[*session]struct{}{}
-		m[k] = set
-	}
-	set[s] = struct{}{}
-}
+// sessionIndex finds sessions by a key. A device almost always has one
+// session: a slice costs a word where a set would cost a map.
+type sessionIndex map[string][]*session
 
-func delIndex(m map[string]map[*session]struct{}, k string, s *session) {
-	if set := m[k]; set != nil {
-		delete(set, s)
-		if len(set) == 0 {
-			delete(m, k)
+func addIndex(m sessionIndex, k string, s *session) { m[k] = append(m[k], s) }
+
+func delIndex(m sessionIndex, k string, s *session) {
+	set := m[k]
+	for i, x := range set {
+		if x == s {
+			set[i] = set[len(set)-1]
+			set[len(set)-1] = nil
+			set = set[:len(set)-1]
+			break
 		}
 	}
+	if len(set) == 0 {
+		delete(m, k)
+		return
+	}
+	m[k] = set
 }
 
 func (b *Broker) sessionOf(cl *mqtt.Client) *session {
@@ -371,10 +371,22 @@ func (h *hook) Provides(b byte) bool {
 // (the library's own refusal knows only "bad user name or password").
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	b := h.b
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
 	start := time.Now()
-	s, aerr := b.authenticate(ctx, cl, pk)
+	// Authentication (chain verification, database reads) runs on a
+	// goroutine of its own: this one serves the session as long as it
+	// lasts, and would keep the stack grown for the work.
+	var (
+		s    *session
+		aerr *authError
+		done = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		s, aerr = b.authenticate(ctx, cl, pk)
+	}()
+	<-done
 	if aerr != nil {
 		b.log.Info("mqtt: connect refused", "remote", cl.Net.Remote, "client_id", truncate(pk.Connect.ClientIdentifier, 64),
 			"reason_code", aerr.code.Code, "err", aerr.err)
@@ -387,6 +399,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		b.refuse(cl, code)
 		return refused(code, errors.New("credential revoked or device state changed during authentication"))
 	}
+	releaseHandshake(cl.Net.Conn)
 	// Client IDs are unique per session kind and scope, never across
 	// scopes: the library keys sessions (and takeovers) by this ID.
 	cl.ID = s.mount + clientIDMark + pk.Connect.ClientIdentifier
@@ -427,6 +440,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	b.mu.Unlock()
 	b.reg.DeviceConnected(s.scope, s.id, Protocol)
 	b.publishConfig(s.scope, s.device)
+	s.device = nil // read again when needed: a held session keeps no copy
 }
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) { h.b.forget(cl) }
@@ -504,8 +518,17 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	return pk, nil
 }
 
-// OnPacketEncode unmounts the topics a client receives.
+// OnPacketEncode unmounts the topics a client receives, and tells MQTT 5
+// clients in the CONNACK what the broker library does not: the maximum
+// packet size, and that shared subscriptions and subscription identifiers
+// are not offered.
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode == packets.CodeSuccess.Code {
+		pk.Properties.MaximumPacketSize = h.b.lim.MaxPacketSize
+		pk.Properties.SharedSubAvailable, pk.Properties.SharedSubAvailableFlag = 0, true
+		pk.Properties.SubIDAvailable, pk.Properties.SubIDAvailableFlag = 0, true
+		return pk
+	}
 	if pk.FixedHeader.Type != packets.Publish {
 		return pk
 	}

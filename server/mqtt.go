@@ -26,7 +26,10 @@ func (s *Server) startMQTT(ctx context.Context, cert tls.Certificate) error {
 	if cfg.MQTTAddr == "" && cfg.MQTTWSAddr == "" && cfg.MQTTTCPAddr == "" {
 		return nil
 	}
-	b := mqttapi.New(s.registry, s.provision, mqttapi.WithLogger(s.log.With("front_end", "mqtt")))
+	if err := cfg.MQTTLimits.Validate(); err != nil {
+		return fmt.Errorf("limits: %w", err)
+	}
+	b := mqttapi.New(s.registry, s.provision, mqttapi.WithLogger(s.log.With("front_end", "mqtt")), mqttapi.WithLimits(cfg.MQTTLimits))
 	n := &mqttNode{broker: b}
 	tlsConfig := ca.ServerTLSConfig(cert)
 	tlsConfig.ClientAuth = tls.RequestClientCert

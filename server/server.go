@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/devicehttp"
 	"github.com/gatehouse-iot/gatehouse/httpapi"
+	"github.com/gatehouse-iot/gatehouse/mqttapi"
 	"github.com/gatehouse-iot/gatehouse/provision"
 	"github.com/gatehouse-iot/gatehouse/registry"
 	"github.com/gatehouse-iot/gatehouse/secret"
@@ -64,6 +65,10 @@ type Config struct {
 	// 5 HTTP authn/authz, mosquitto-go-auth); brokers send it as a bearer
 	// token. Empty: the hook is not served.
 	MQTTHookSecret string
+	// MQTTLimits bound what one MQTT client may do (packet size,
+	// connections per source address, queues); zero members take the
+	// defaults of mqttapi.Limits.
+	MQTTLimits mqttapi.Limits
 }
 
 // RateLimits bounds device-facing requests, per node: per source address

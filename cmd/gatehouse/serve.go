@@ -45,7 +45,8 @@ URL to DATA/url, so that admin commands on the same host need no flags.
 Every flag may also be set by an environment variable (the flag wins):
 GATEHOUSE_DATA_DIR, GATEHOUSE_HTTP_ADDR, GATEHOUSE_DATABASE,
 GATEHOUSE_PUBLIC_HOST (comma-separated), GATEHOUSE_LOG_FORMAT,
-GATEHOUSE_MASTER_KEY_FILE.`,
+GATEHOUSE_MASTER_KEY_FILE; the MQTT limits take GATEHOUSE_ and the flag's
+name in capitals with underscores (GATEHOUSE_MQTT_MAX_PACKET_SIZE).`,
 		Args: cobra.NoArgs,
 		RunE: action(func(cmd *cobra.Command, args []string) error {
 			cfg, err := serveConfig(cmd.Flags(), a.getenv)
@@ -75,6 +76,7 @@ GATEHOUSE_MASTER_KEY_FILE.`,
 	f.String("coaps-addr", server.DefaultCoAPSAddr, "address of the CoAP over DTLS listener (UDP); \"off\" disables it (env "+envCoAPSAddr+")")
 	f.String("mqtt-hook-secret-file", "", "file holding the bearer secret external brokers (EMQX, mosquitto-go-auth) send to /hooks/emqx/; without it the hook is off (env "+envMQTTHookFile+")")
 	f.String("coap-addr", "off", "address of a plain CoAP listener serving only discovery (env "+envCoAPAddr+")")
+	addMQTTLimitFlags(f)
 	return cmd
 }
 
@@ -143,6 +145,11 @@ func serveConfig(flags *pflag.FlagSet, getenv func(string) string) (serveSetting
 	s.MQTTTCPAddr = addr("mqtt-tcp-addr", envMQTTTCPAddr)
 	s.CoAPSAddr = addr("coaps-addr", envCoAPSAddr)
 	s.CoAPAddr = addr("coap-addr", envCoAPAddr)
+	lim, err := mqttLimits(value)
+	if err != nil {
+		return s, err
+	}
+	s.MQTTLimits = lim
 	if path := value("mqtt-hook-secret-file", envMQTTHookFile); path != "" {
 		raw, err := os.ReadFile(path)
 		if err != nil {
