@@ -147,10 +147,10 @@ type Broker struct {
 
 	mu       sync.RWMutex
 	sessions map[*mqtt.Client]*session
-	byDevice sessionIndex // scope/id -> device sessions
-	bySerial sessionIndex // scope/serial -> sessions that authenticated with it
-	online   map[string]int                   // scope/id -> established device sessions
-	kills    map[string]time.Time             // scope/id and scope/serial -> when enforcement last struck
+	byDevice sessionIndex         // scope/id -> device sessions
+	bySerial sessionIndex         // scope/serial -> sessions that authenticated with it
+	online   map[string]int       // scope/id -> established device sessions
+	kills    map[string]time.Time // scope/id and scope/serial -> when enforcement last struck
 
 	violations atomic.Int64
 	refused    atomic.Int64

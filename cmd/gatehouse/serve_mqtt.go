@@ -34,13 +34,19 @@ var mqttLimitFlags = []mqttLimitFlag{
 		}},
 	{"mqtt-connects-per-second", "new MQTT connections per second per source address, refused before the TLS handshake beyond it",
 		func(l mqttapi.Limits) string { return strconv.FormatFloat(l.ConnectsPerSecond, 'g', -1, 64) },
-		func(l *mqttapi.Limits, v string) (err error) { l.ConnectsPerSecond, err = strconv.ParseFloat(v, 64); return err }},
+		func(l *mqttapi.Limits, v string) (err error) {
+			l.ConnectsPerSecond, err = strconv.ParseFloat(v, 64)
+			return err
+		}},
 	{"mqtt-connect-burst", "new MQTT connections a source address may open at once",
 		func(l mqttapi.Limits) string { return strconv.Itoa(l.ConnectBurst) },
 		func(l *mqttapi.Limits, v string) (err error) { l.ConnectBurst, err = strconv.Atoi(v); return err }},
 	{"mqtt-connect-timeout", "time a new connection has for its TLS handshake and CONNECT",
 		func(l mqttapi.Limits) string { return l.ConnectTimeout.String() },
-		func(l *mqttapi.Limits, v string) (err error) { l.ConnectTimeout, err = time.ParseDuration(v); return err }},
+		func(l *mqttapi.Limits, v string) (err error) {
+			l.ConnectTimeout, err = time.ParseDuration(v)
+			return err
+		}},
 	{"mqtt-violation-threshold", "topic refusals after which a session is logged and closed",
 		func(l mqttapi.Limits) string { return strconv.Itoa(l.ViolationThreshold) },
 		func(l *mqttapi.Limits, v string) (err error) { l.ViolationThreshold, err = strconv.Atoi(v); return err }},
@@ -70,7 +76,10 @@ var mqttLimitFlags = []mqttLimitFlag{
 		}},
 	{"mqtt-reports-per-second", "reported-property writes per second per device",
 		func(l mqttapi.Limits) string { return strconv.FormatFloat(l.ReportsPerSecond, 'g', -1, 64) },
-		func(l *mqttapi.Limits, v string) (err error) { l.ReportsPerSecond, err = strconv.ParseFloat(v, 64); return err }},
+		func(l *mqttapi.Limits, v string) (err error) {
+			l.ReportsPerSecond, err = strconv.ParseFloat(v, 64)
+			return err
+		}},
 	{"mqtt-report-burst", "reported-property writes a device may make at once",
 		func(l mqttapi.Limits) string { return strconv.Itoa(l.ReportBurst) },
 		func(l *mqttapi.Limits, v string) (err error) { l.ReportBurst, err = strconv.Atoi(v); return err }},
