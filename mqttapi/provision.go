@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
@@ -28,22 +29,33 @@ func (b *Broker) startRequest(s *session, rid string, run func(ctx context.Conte
 	if !s.prov.busy.CompareAndSwap(false, true) {
 		err := gatehouse.Errorf(gatehouse.ERateLimited, "a request of this connection is still running; retry after 1 s")
 		if s.kind == kindDPS {
-			b.dpsError(s, rid, &provision.RetryError{Err: err, After: time.Second})
+			b.dpsError(context.Background(), s, rid, &provision.RetryError{Err: err, After: time.Second})
 		} else {
-			b.nativeError(s, rid, &provision.RetryError{Err: err, After: time.Second})
+			b.nativeError(context.Background(), s, rid, &provision.RetryError{Err: err, After: time.Second})
 		}
 		return
 	}
 	go func() {
-		defer s.prov.busy.Store(false)
+		var once sync.Once
+		finish := func() { once.Do(func() { s.prov.busy.Store(false) }) }
+		defer finish()
 		ctx, cancel := context.WithTimeout(context.Background(), provisionTimeout)
 		defer cancel()
-		run(ctx)
+		// The session may send its next request as soon as it has the
+		// answer: the request counts as finished before it is answered
+		// (once: a later request's flag is not cleared).
+		run(context.WithValue(ctx, requestFinishKey{}, finish))
 	}()
 }
 
-// respond publishes an answer to the session that asked.
-func (b *Broker) respond(s *session, topic string, body any) {
+type requestFinishKey struct{}
+
+// respond publishes an answer to the session that asked; an answer to the
+// running request (ctx from startRequest) ends it first.
+func (b *Broker) respond(ctx context.Context, s *session, topic string, body any) {
+	if finish, ok := ctx.Value(requestFinishKey{}).(func()); ok {
+		finish()
+	}
 	raw, err := json.Marshal(body)
 	if err != nil {
 		b.log.Error("mqtt: encode response", "err", err)
@@ -198,14 +210,14 @@ func (b *Broker) handleDPS(ctx context.Context, s *session, t dpsTopic, body []b
 	case dpsRegister:
 		payload, csr, err := decodeDPSRegisterBody(body, s.id)
 		if err != nil {
-			b.dpsError(s, t.rid, err)
+			b.dpsError(ctx, s, t.rid, err)
 			return
 		}
 		req := s.prov.req
 		req.Payload, req.CSR = payload, csr
 		res, err := b.prov.Register(ctx, req)
 		if err != nil {
-			b.dpsError(s, t.rid, err)
+			b.dpsError(ctx, s, t.rid, err)
 			return
 		}
 		e := &issuedEntry{payload: res.Payload}
@@ -220,11 +232,11 @@ func (b *Broker) handleDPS(ctx context.Context, s *session, t dpsTopic, body []b
 		s.prov.issued.Store(op, e)
 		// The registration is committed; "assigning" and a poll are what
 		// the SDKs expect.
-		b.respond(s, dpsResponseTopic(202, t.rid, 1), dpsOperationStatus{OperationID: op, Status: string(gatehouse.RegAssigning)})
+		b.respond(ctx, s, dpsResponseTopic(202, t.rid, 1), dpsOperationStatus{OperationID: op, Status: string(gatehouse.RegAssigning)})
 	case dpsPoll:
 		reg, _, err := b.prov.Operation(ctx, s.prov.req, t.operationID)
 		if err != nil {
-			b.dpsError(s, t.rid, err)
+			b.dpsError(ctx, s, t.rid, err)
 			return
 		}
 		st := &dpsRegistrationState{
@@ -250,11 +262,11 @@ func (b *Broker) handleDPS(ctx context.Context, s *session, t dpsTopic, body []b
 		if reg.Status == gatehouse.RegAssigning {
 			status, retry = 202, 1
 		}
-		b.respond(s, dpsResponseTopic(status, t.rid, retry), dpsOperationStatus{OperationID: reg.OperationID, Status: string(reg.Status), RegistrationState: st})
+		b.respond(ctx, s, dpsResponseTopic(status, t.rid, retry), dpsOperationStatus{OperationID: reg.OperationID, Status: string(reg.Status), RegistrationState: st})
 	}
 }
 
-func (b *Broker) dpsError(s *session, rid string, err error) {
+func (b *Broker) dpsError(ctx context.Context, s *session, rid string, err error) {
 	code, msg := gatehouse.ErrorCode(err), gatehouse.ErrorMessage(err)
 	e, known := dpsErrors[code]
 	tracking := newTrackingID()
@@ -275,7 +287,7 @@ func (b *Broker) dpsError(s *session, rid string, err error) {
 	case 500:
 		msg = "internal error; the server log has the details (trackingId " + tracking + ")"
 	}
-	b.respond(s, dpsResponseTopic(e.status, rid, retry), dpsErrorBody{ErrorCode: e.code, TrackingID: tracking, Message: msg,
+	b.respond(ctx, s, dpsResponseTopic(e.status, rid, retry), dpsErrorBody{ErrorCode: e.code, TrackingID: tracking, Message: msg,
 		TimestampUTC: time.Now().UTC().Format(time.RFC3339Nano)})
 }
 
@@ -354,20 +366,20 @@ func decodeNativeRequest(body []byte) (*NativeRequest, error) {
 func (b *Broker) handleNative(ctx context.Context, s *session, rid string, body []byte) {
 	in, err := decodeNativeRequest(body)
 	if err != nil {
-		b.nativeError(s, rid, err)
+		b.nativeError(ctx, s, rid, err)
 		return
 	}
 	req := s.prov.req
 	req.Payload, req.Force = in.Payload, in.Force
 	if in.CSR != "" {
 		if req.CSR, err = decodeCSRText(in.CSR); err != nil {
-			b.nativeError(s, rid, err)
+			b.nativeError(ctx, s, rid, err)
 			return
 		}
 	}
 	res, err := b.prov.Register(ctx, req)
 	if err != nil {
-		b.nativeError(s, rid, err)
+		b.nativeError(ctx, s, rid, err)
 		return
 	}
 	out := NativeResponse{Status: string(res.Registration.Status), Scope: s.scope, RegistrationID: s.id,
@@ -383,10 +395,10 @@ func (b *Broker) handleNative(ctx context.Context, s *session, rid string, body 
 		}
 		out.Chain = string(chain)
 	}
-	b.respond(s, nativeResponseTopic(rid), out)
+	b.respond(ctx, s, nativeResponseTopic(rid), out)
 }
 
-func (b *Broker) nativeError(s *session, rid string, err error) {
+func (b *Broker) nativeError(ctx context.Context, s *session, rid string, err error) {
 	code := gatehouse.ErrorCode(err)
 	msg := gatehouse.ErrorMessage(err)
 	switch code {
@@ -396,6 +408,6 @@ func (b *Broker) nativeError(s *session, rid string, err error) {
 	case gatehouse.EAttestationFailed, gatehouse.EEnrollmentNotFound, gatehouse.EUnauthenticated:
 		code, msg = gatehouse.EUnauthenticated, "attestation failed"
 	}
-	b.respond(s, nativeResponseTopic(rid), NativeResponse{Status: string(gatehouse.RegFailed),
+	b.respond(ctx, s, nativeResponseTopic(rid), NativeResponse{Status: string(gatehouse.RegFailed),
 		Error: &NativeError{Code: code, Message: msg, RetryAfter: int(provision.RetryAfter(err).Seconds() + 0.5)}})
 }
