@@ -170,7 +170,8 @@ func (s *Service) commitProvision(ctx context.Context, c ProvisionCommit) (*Prov
 				}
 			}
 		}
-		if err := s.recordSecretCredential(tx, ev, c, d, actor, now, substatus == gatehouse.SubInitialAssignment && d.CreatedAt.Equal(now)); err != nil {
+		created := substatus == gatehouse.SubInitialAssignment && d.CreatedAt.Equal(now)
+		if err := s.recordSecretCredential(tx, ev, c, d, actor, now, created); err != nil {
 			return err
 		}
 		if cert != nil {
@@ -179,9 +180,12 @@ func (s *Service) commitProvision(ctx context.Context, c ProvisionCommit) (*Prov
 			cred := &gatehouse.Credential{ID: SerialHex(cert.SerialNumber), Scope: c.Scope, DeviceID: d.ID, Kind: gatehouse.CredentialX509,
 				Status: gatehouse.CredentialActive, Serial: SerialHex(cert.SerialNumber), Thumbprint: hex.EncodeToString(sum[:]),
 				NotBefore: &nb, NotAfter: &na, CreatedAt: now, CertDER: c.CertDER}
-			renewed, err := s.retireCertificates(tx, c.Scope, d.ID, now, time.Duration(sc.Policy.WithDefaults().RenewalOverlap))
-			if err != nil {
-				return err
+			// A device created in this transaction has no certificate to retire.
+			renewed := false
+			if !created {
+				if renewed, err = s.retireCertificates(tx, c.Scope, d.ID, now, time.Duration(sc.Policy.WithDefaults().RenewalOverlap)); err != nil {
+					return err
+				}
 			}
 			if err := tx.CreateCredential(cred); err != nil {
 				return err

@@ -2,6 +2,8 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 
 	"github.com/gatehouse-iot/gatehouse"
@@ -44,9 +46,7 @@ func (s *Store) ListEvents(ctx context.Context, scope string, after int64, limit
 // counter is written in the same transaction (and savepoint) as the event,
 // so a rollback returns the number too, and the next event fills it.
 func (t *tx) AppendEvent(e *gatehouse.Event) error {
-	var seq int64
-	err := t.q().queryRow(bg, `INSERT INTO event_seqs (scope, seq) VALUES (?, 1)
-		ON CONFLICT (scope) DO UPDATE SET seq = seq + 1 RETURNING seq`, e.Scope).Scan(&seq)
+	seq, err := t.w.nextSeq(e.Scope)
 	if err != nil {
 		return storeError("append event", err, fmt.Sprintf("event sequence of scope %q", e.Scope), "")
 	}
@@ -57,8 +57,33 @@ func (t *tx) AppendEvent(e *gatehouse.Event) error {
 	_, err = t.q().exec(bg, `INSERT INTO events (scope, seq, type, time, actor, subject, data) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		e.Scope, seq, e.Type, micros(e.Time), e.Actor, e.Subject, data)
 	if err != nil {
+		// Read the sequence from the database again next time, in case
+		// something other than this writer appended (it never should).
+		delete(t.w.seqs, e.Scope)
 		return storeError("append event", err, fmt.Sprintf("event %d of scope %q", seq, e.Scope), "")
 	}
 	e.Seq = seq
+	t.w.fnSeqs[e.Scope] = seq
 	return nil
+}
+
+// nextSeq returns the sequence number the next event of scope takes: one
+// past the last one this fn, this batch or the database holds.
+func (w *writer) nextSeq(scope string) (int64, error) {
+	if seq, ok := w.fnSeqs[scope]; ok {
+		return seq + 1, nil
+	}
+	if seq, ok := w.batchSeqs[scope]; ok {
+		return seq + 1, nil
+	}
+	if seq, ok := w.seqs[scope]; ok {
+		return seq + 1, nil
+	}
+	var seq int64
+	err := w.stmts.queryRow(bg, `SELECT seq FROM event_seqs WHERE scope = ?`, scope).Scan(&seq)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, err
+	}
+	w.seqs[scope] = seq
+	return seq + 1, nil
 }

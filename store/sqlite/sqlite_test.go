@@ -429,3 +429,64 @@ func TestBackgroundCheckpoint(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestEventSequenceAcrossRestart: the writer keeps event sequences in
+// memory; they continue from the database after a reopen, and a rolled-back
+// fn's numbers are given out again (no gap).
+func TestEventSequenceAcrossRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gatehouse.db")
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	appendOne := func(s *Store, fail bool) (int64, error) {
+		var seq int64
+		err := s.Update(ctx, func(tx gatehouse.Tx) error {
+			e := &gatehouse.Event{Scope: "acme", Type: "test", Time: now}
+			if err := tx.AppendEvent(e); err != nil {
+				return err
+			}
+			seq = e.Seq
+			if fail {
+				return errors.New("boom")
+			}
+			return nil
+		})
+		return seq, err
+	}
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(ctx, func(tx gatehouse.Tx) error { return tx.CreateScope(&gatehouse.Scope{ID: "acme", CreatedAt: now}) }); err != nil {
+		t.Fatal(err)
+	}
+	for want := int64(1); want <= 3; want++ {
+		if seq, err := appendOne(s, false); err != nil || seq != want {
+			t.Fatalf("append: seq %d (%v), want %d", seq, err, want)
+		}
+	}
+	if seq, err := appendOne(s, true); err == nil || seq != 4 {
+		t.Fatalf("failing append: seq %d (%v), want 4 and an error", seq, err)
+	}
+	if seq, err := appendOne(s, false); err != nil || seq != 4 {
+		t.Fatalf("append after a rolled-back one: seq %d (%v), want 4", seq, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Open(path); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if seq, err := appendOne(s, false); err != nil || seq != 5 {
+		t.Fatalf("append after reopening: seq %d (%v), want 5", seq, err)
+	}
+	evs, err := s.ListEvents(ctx, "acme", 0, 100)
+	if err != nil || len(evs) != 5 {
+		t.Fatalf("ListEvents: %d events (%v), want 5", len(evs), err)
+	}
+	for i, e := range evs {
+		if e.Seq != int64(i+1) {
+			t.Errorf("event %d has seq %d", i, e.Seq)
+		}
+	}
+}

@@ -40,6 +40,16 @@ type writer struct {
 	stmts   *stmtCache
 	queue   chan *request
 	stopped chan struct{}
+
+	// Event sequences, kept here instead of read-modify-written in
+	// event_seqs by every AppendEvent: the writer is the only one to
+	// append. seqs holds the committed last sequence of each scope it has
+	// seen; batchSeqs the batch's (written to event_seqs once, just before
+	// COMMIT); fnSeqs the running fn's, merged into batchSeqs when its
+	// savepoint is released and dropped when it is rolled back.
+	seqs      map[string]int64
+	batchSeqs map[string]int64
+	fnSeqs    map[string]int64
 }
 
 func newWriter(s *Store, conn *sql.Conn) *writer {
@@ -49,6 +59,10 @@ func newWriter(s *Store, conn *sql.Conn) *writer {
 		stmts:   newStmtCache(conn),
 		queue:   make(chan *request, s.opts.maxBatch),
 		stopped: make(chan struct{}),
+
+		seqs:      map[string]int64{},
+		batchSeqs: map[string]int64{},
+		fnSeqs:    map[string]int64{},
 	}
 }
 
@@ -112,8 +126,11 @@ func (w *writer) runBatch(batch []*request) (rest []*request) {
 		}
 		return nil
 	}
+	clear(w.batchSeqs)
 	var ran []*request
 	fail := func(err error) {
+		clear(w.fnSeqs)
+		clear(w.batchSeqs)
 		w.exec(`ROLLBACK`)
 		err = fmt.Errorf("%w: %w", gatehouse.Errorf(gatehouse.EUnavailable, "the write was not committed; retry"), err)
 		for _, r := range ran {
@@ -131,8 +148,10 @@ func (w *writer) runBatch(batch []*request) (rest []*request) {
 			return batch[i+1:]
 		}
 		w.s.updates.Add(1)
+		clear(w.fnSeqs)
 		res := w.call(r.fn)
 		if res.err != nil || res.panicked {
+			clear(w.fnSeqs)
 			if err := w.exec(`ROLLBACK TO fn`); err != nil {
 				// The transaction is gone, and this fn's writes with it: its
 				// own outcome stands, the others' do not.
@@ -154,14 +173,28 @@ func (w *writer) runBatch(batch []*request) (rest []*request) {
 			fail(err)
 			return batch[i+1:]
 		}
+		for scope, seq := range w.fnSeqs {
+			w.batchSeqs[scope] = seq
+		}
+		clear(w.fnSeqs)
 	}
 	if len(ran) == 0 {
 		w.exec(`ROLLBACK`)
 		return nil
 	}
+	for scope, seq := range w.batchSeqs {
+		if _, err := w.stmts.exec(bg, `INSERT INTO event_seqs (scope, seq) VALUES (?, ?)
+			ON CONFLICT (scope) DO UPDATE SET seq = excluded.seq`, scope, seq); err != nil {
+			fail(err)
+			return nil
+		}
+	}
 	if err := w.exec(`COMMIT`); err != nil {
 		fail(err)
 		return nil
+	}
+	for scope, seq := range w.batchSeqs {
+		w.seqs[scope] = seq
 	}
 	w.s.commits.Add(1)
 	w.s.ckpt.committed()
