@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/gatehouse-iot/gatehouse/registry"
@@ -227,10 +228,10 @@ func mergeEnrollmentPatch(cur *gatehouse.Enrollment, body []byte, members map[st
 				out.MaxRegistrations = new(0)
 			}
 		case "expiresAt":
-			if removed {
-				return out, gatehouse.Errorf(gatehouse.EInvalid, "expiresAt cannot be removed; set it to a later time instead")
-			}
 			out.ExpiresAt = full.ExpiresAt
+			if removed {
+				out.ExpiresAt = &time.Time{} // the zero time: the enrollment no longer expires
+			}
 		}
 	}
 	return out, nil

@@ -305,6 +305,10 @@ func TestEnrollmentPatch(t *testing.T) {
 	if got.ExpiresAt == nil || !got.ExpiresAt.Equal(exp) || string(got.InitialConfig) != `{"x":1}` {
 		t.Errorf("after expiry: %+v", got)
 	}
+	e.do("PATCH", path, e.admin, `{"expiresAt":null}`, "Content-Type", "application/merge-patch+json").want(t, 200).decode(t, fresh(&got))
+	if got.ExpiresAt != nil {
+		t.Errorf("expiresAt after null: %v, want no expiry", got.ExpiresAt)
+	}
 	e.do("PATCH", path, e.admin, `{"initialConfig":null}`).want(t, 200).decode(t, fresh(&got))
 	if c := string(got.InitialConfig); c != "" && c != "{}" {
 		t.Errorf("initialConfig after null: %s", got.InitialConfig)
@@ -318,7 +322,6 @@ func TestEnrollmentPatch(t *testing.T) {
 		{"attestation is not patchable", `{"attestation":{"type":"token"}}`, 400, gatehouse.EUnknownField},
 		{"unknown member", `{"enabld":false}`, 400, gatehouse.EUnknownField},
 		{"enabled null", `{"enabled":null}`, 400, gatehouse.EInvalid},
-		{"expiresAt null", `{"expiresAt":null}`, 400, gatehouse.EInvalid},
 		{"not an object", `[1]`, 400, gatehouse.EInvalidJSON},
 		{"null body", `null`, 400, gatehouse.EInvalidJSON},
 		{"wrong type", `{"maxRegistrations":"5"}`, 400, gatehouse.EInvalidJSON},

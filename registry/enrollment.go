@@ -68,7 +68,7 @@ type EnrollmentPatch struct {
 	Reprovision      *gatehouse.ReprovisionPolicy `json:"reprovision,omitempty"`
 	PreProvision     *gatehouse.Webhook           `json:"preProvisionWebhook,omitempty"`
 	MaxRegistrations *int                         `json:"maxRegistrations,omitempty"`
-	ExpiresAt        *time.Time                   `json:"expiresAt,omitempty"`
+	ExpiresAt        *time.Time                   `json:"expiresAt,omitempty"` // the zero time removes the expiry
 }
 
 // CreateEnrollment creates an individual or group enrollment.
@@ -522,6 +522,9 @@ func (s *Service) PatchEnrollment(ctx context.Context, p *gatehouse.Principal, s
 		}
 		if patch.ExpiresAt != nil {
 			e.ExpiresAt = patch.ExpiresAt
+			if patch.ExpiresAt.IsZero() {
+				e.ExpiresAt = nil
+			}
 		}
 		secrets, err := s.EnrollmentSecrets(cur)
 		if err != nil {
