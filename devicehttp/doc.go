@@ -37,7 +37,9 @@
 // answer, a 202 {"operationId", "status": "assigning"} with Retry-After: 1;
 // the poll, proving the device again, returns the registration state. An
 // issued certificate (issuedCertificateChain) and the allocation webhook's
-// payload are kept in memory for 15 minutes for the poll, per node.
+// payload are kept in memory for 15 minutes for the poll, per node; a poll
+// on another node reads the certificate from the registry (the payload is
+// not kept there).
 //
 // Errors are {"errorCode", "trackingId", "message", "timestampUtc"}; the
 // trackingId is logged with the cause. Every 401 carries the same message,

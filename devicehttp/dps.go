@@ -333,11 +333,20 @@ func (h *handler) dpsOperation(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if reg.Status == gatehouse.RegAssigned {
-		if e, ok := h.issued.get(req.Scope+"/"+req.RegistrationID, reg.OperationID, h.now()); ok {
-			st.Payload = e.payload
-			for _, der := range e.chain {
-				st.IssuedCertificateChain = append(st.IssuedCertificateChain, base64.StdEncoding.EncodeToString(der))
+		e, ok := h.issued.get(req.Scope+"/"+req.RegistrationID, reg.OperationID, h.now())
+		if !ok {
+			// The registration ran on another node (or before a restart):
+			// the certificate is in the registry. A custom allocation's
+			// payload is not kept there.
+			chain, err := h.p.IssuedChain(r.Context(), reg)
+			if err != nil {
+				return err
 			}
+			e.chain = chain
+		}
+		st.Payload = e.payload
+		for _, der := range e.chain {
+			st.IssuedCertificateChain = append(st.IssuedCertificateChain, base64.StdEncoding.EncodeToString(der))
 		}
 	}
 	status := http.StatusOK

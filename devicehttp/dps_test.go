@@ -1,9 +1,11 @@
 package devicehttp
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
+	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/registry"
 )
 
@@ -226,6 +229,27 @@ func TestDPSX509Chain(t *testing.T) {
 		certs = append(certs, c)
 	}
 	verify(t, certs[0], certs[1:])
+
+	// A poll that lands on another node, which did not run the
+	// registration, answers the same certificate chain from the registry.
+	srv2 := httptest.NewUnstartedServer(New(e.prov))
+	srvCert, err := e.root.IssueServerCertificate([]string{"127.0.0.1"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv2.TLS = ca.ServerTLSConfig(srvCert)
+	srv2.TLS.ClientAuth = tls.RequestClientCert
+	srv2.StartTLS()
+	defer srv2.Close()
+	node1 := e.srv
+	e.srv = srv2
+	r := e.do(c, http.MethodGet, operationPath("dev-x509-1", st.OperationID), nil)
+	e.srv = node1
+	var st2 dpsOperationStatus
+	r.json(t, &st2)
+	if r.status != http.StatusOK || st2.Status != "assigned" || !slices.Equal(st2.RegistrationState.IssuedCertificateChain, rs.IssuedCertificateChain) {
+		t.Errorf("poll on another node: %d %s, want the same issuedCertificateChain", r.status, r.body)
+	}
 
 	// A leaf whose CN is another registration ID is refused.
 	other, key2 := inter.leaf(t, "dev-x509-other")

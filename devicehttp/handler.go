@@ -26,6 +26,7 @@ type Provisioner interface {
 	Register(ctx context.Context, req provision.Request) (*provision.Result, error)
 	Operation(ctx context.Context, req provision.Request, operationID string) (*gatehouse.Registration, *gatehouse.Device, error)
 	CAChain(ctx context.Context, scope string) ([]*x509.Certificate, error)
+	IssuedChain(ctx context.Context, reg *gatehouse.Registration) ([][]byte, error)
 	Reenroll(ctx context.Context, scope string, chain []*x509.Certificate, csr []byte, source string) (*provision.Result, error)
 }
 

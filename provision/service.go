@@ -322,6 +322,42 @@ func (s *Service) Operation(ctx context.Context, req Request, operationID string
 	return reg, d, nil
 }
 
+// IssuedChain returns the certificate chain (DER, leaf first) that an
+// assigned registration's operation issued, read from the registry: the
+// device's certificate created in the transaction that assigned it, then
+// the scope's CA chain. A node that answers a poll for an operation another
+// node ran has it in no cache; the registry has it. nil when that operation
+// issued no certificate.
+func (s *Service) IssuedChain(ctx context.Context, reg *gatehouse.Registration) ([][]byte, error) {
+	if reg.Status != gatehouse.RegAssigned || reg.DeviceID == "" {
+		return nil, nil
+	}
+	f := gatehouse.CredentialFilter{Scope: reg.Scope, DeviceID: reg.DeviceID, Kinds: []gatehouse.CredentialKind{gatehouse.CredentialX509}, Limit: 1000}
+	for {
+		creds, err := s.store.ListCredentials(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range creds {
+			if c.CreatedAt.Equal(reg.UpdatedAt) && len(c.CertDER) > 0 {
+				chain, err := s.CAChain(ctx, reg.Scope)
+				if err != nil {
+					return nil, err
+				}
+				out := [][]byte{c.CertDER}
+				for _, ca := range chain {
+					out = append(out, ca.Raw)
+				}
+				return out, nil
+			}
+		}
+		if len(creds) < f.Limit {
+			return nil, nil
+		}
+		f.After = creds[len(creds)-1].ID
+	}
+}
+
 // CAChain returns the scope's issuing CA through the root (EST cacerts).
 func (s *Service) CAChain(ctx context.Context, scope string) ([]*x509.Certificate, error) {
 	if err := gatehouse.ValidateScopeID(scope); err != nil {
