@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/gatehouse-iot/gatehouse"
@@ -102,19 +103,25 @@ const DefaultLimit = 100
 // rows it reads up to the LIMIT, not the size of the scope.
 //
 // The first positive tag selector drives the query from the tag index
-// (scope, key, value, device_id): for k=v the index yields device IDs in
-// order, so the join streams and stops at the LIMIT; for "in" and "exists"
-// the matching IDs after the cursor are collected first. Every other
-// selector is a correlated [NOT] EXISTS answered by device_tags' primary key
-// (scope, device_id, key): one lookup per candidate row. Without a positive
-// selector, the scan runs over (scope, id), or (scope, state, id) and
-// (scope, conn_status, id) when the filter names one state or a connection
-// status, or (scope, last_seen, id) and (scope, enrollment, id) for the
-// last-seen window and the enrollment. NULL never compares, so a device
-// never seen falls outside any last-seen bound.
+// (scope, key, value, device_id). For k=v the index yields device IDs in
+// order, so the join streams and stops at the LIMIT. For "k in (a,b,...)"
+// with up to maxMergeArms values, each value is such a stream and the
+// streams are merged (a compound SELECT ordered by device_id: SQLite merges
+// its arms, each in index order, and stops at the LIMIT); with more values,
+// and for "exists", the matching IDs after the cursor are collected first.
+// Every other selector is a correlated [NOT] EXISTS answered by
+// device_tags' primary key (scope, device_id, key): one lookup per candidate
+// row. Without a positive selector, the scan runs over (scope, id), or
+// (scope, state, id) per state (merged likewise when the filter names
+// several) and (scope, conn_status, id) when it names a connection status,
+// or (scope, last_seen, id) and (scope, enrollment, id) for the last-seen
+// window and the enrollment. NULL never compares, so a device never seen
+// falls outside any last-seen bound.
 func deviceQuery(f gatehouse.DeviceFilter) (string, []any) {
-	var b strings.Builder
-	var args []any
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
 	driver := -1
 	for i, sel := range f.Selectors {
 		if sel.Op == gatehouse.SelEq || sel.Op == gatehouse.SelIn || sel.Op == gatehouse.SelExists {
@@ -122,52 +129,120 @@ func deviceQuery(f gatehouse.DeviceFilter) (string, []any) {
 			break
 		}
 	}
-	if driver >= 0 && f.Selectors[driver].Op == gatehouse.SelEq {
+	var values []string // the driving selector's values, one merged arm each
+	if driver >= 0 {
+		switch sel := f.Selectors[driver]; {
+		case sel.Op == gatehouse.SelEq:
+			values = sel.Values[:1]
+		case sel.Op == gatehouse.SelIn && len(distinct(sel.Values)) <= maxMergeArms:
+			values = distinct(sel.Values)
+		}
+	}
+	var (
+		b    strings.Builder
+		args []any
+	)
+	if len(values) > 0 {
+		// Tags drive: one arm per value. The arms select t.scope and
+		// t.device_id (equal to d's by the join) so that the order by
+		// column 2 is the index's order and the merge needs no sort.
 		sel := f.Selectors[driver]
-		// CROSS JOIN fixes the join order: tags first, in device_id order.
-		b.WriteString(`SELECT ` + deviceColumnsOf("d") + ` FROM device_tags t CROSS JOIN devices d
+		rest, restArgs := filterConditions(f, driver, true)
+		for i, v := range values {
+			if i > 0 {
+				b.WriteString(` UNION ALL `)
+			}
+			// CROSS JOIN fixes the join order: tags first, in device_id order.
+			b.WriteString(`SELECT ` + strings.Replace(deviceColumnsOf("d"), "d.scope, d.id,", "t.scope, t.device_id,", 1) + ` FROM device_tags t CROSS JOIN devices d
 			ON d.scope = t.scope AND d.id = t.device_id
-			WHERE t.scope = ? AND t.key = ? AND t.value = ? AND t.device_id > ?`)
-		args = append(args, f.Scope, sel.Key, sel.Values[0], f.After)
-	} else {
-		// Without statistics SQLite walks (scope, id) for a last-seen bound,
-		// the whole scope when few devices match; name the index instead:
-		// a page then reads the devices in the window and sorts them by ID.
-		// An enrollment (equality, ID order) or a tag selector drives first.
-		index := ""
-		if driver < 0 && f.Enrollment == "" && (!f.LastSeenBefore.IsZero() || !f.LastSeenAfter.IsZero()) {
-			index = ` INDEXED BY devices_last_seen`
+			WHERE t.scope = ? AND t.key = ? AND t.value = ? AND t.device_id > ?` + rest)
+			args = append(args, f.Scope, sel.Key, v, f.After)
+			args = append(args, restArgs...)
 		}
-		b.WriteString(`SELECT ` + deviceColumnsOf("d") + ` FROM devices d` + index + ` WHERE d.scope = ? AND d.id > ?`)
-		args = append(args, f.Scope, f.After)
-		if driver >= 0 {
-			sel := f.Selectors[driver]
-			b.WriteString(` AND d.id IN (SELECT device_id FROM device_tags WHERE scope = ? AND key = ?`)
-			args = append(args, f.Scope, sel.Key)
-			if sel.Op == gatehouse.SelIn {
-				b.WriteString(` AND value IN (` + placeholders(len(sel.Values)) + `)`)
-				args = appendStrings(args, sel.Values)
-			}
-			if sel.Op == gatehouse.SelIn {
-				// With "exists" this bound would steer SQLite to the primary
-				// key of device_tags instead of the (key, value) index.
-				b.WriteString(` AND device_id > ?`)
-				args = append(args, f.After)
-			}
-			b.WriteString(`)`)
+		if len(values) == 1 {
+			b.WriteString(` ORDER BY t.device_id LIMIT ?`)
+		} else {
+			b.WriteString(` ORDER BY 2 LIMIT ?`)
 		}
+		return b.String(), append(args, limit)
 	}
-	// When tags drive the query, a unary + keeps SQLite from trying the
-	// state and connection indexes on the inner side of the join, where it
-	// would otherwise trade the primary-key lookup for a range scan.
-	plus := ""
-	if driver >= 0 && f.Selectors[driver].Op == gatehouse.SelEq {
-		plus = "+"
+	var inTags string // the driving "exists" or long "in" selector, as a condition
+	if driver >= 0 {
+		sel := f.Selectors[driver]
+		inTags = ` AND d.id IN (SELECT device_id FROM device_tags WHERE scope = ? AND key = ?`
+		args = append(args, f.Scope, sel.Key)
+		if sel.Op == gatehouse.SelIn {
+			inTags += ` AND value IN (` + placeholders(len(sel.Values)) + `)`
+			args = appendStrings(args, sel.Values)
+			// With "exists" this bound would steer SQLite to the primary
+			// key of device_tags instead of the (key, value) index.
+			inTags += ` AND device_id > ?`
+			args = append(args, f.After)
+		}
+		inTags += `)`
 	}
+	inArgs := args
+	args = nil
+	// Without statistics SQLite walks (scope, id) for a last-seen bound,
+	// the whole scope when few devices match; name the index instead:
+	// a page then reads the devices in the window and sorts them by ID.
+	// An enrollment (equality, ID order) or a tag selector drives first.
+	lastSeen := driver < 0 && f.Enrollment == "" && (!f.LastSeenBefore.IsZero() || !f.LastSeenAfter.IsZero())
+	if states := distinct(stateStrings(f.States)); !lastSeen && len(states) > 1 && len(states) <= maxMergeArms {
+		// Several states: one arm per state on (scope, state, id), merged.
+		rest, restArgs := filterConditions(f, driver, false)
+		for i, st := range states {
+			if i > 0 {
+				b.WriteString(` UNION ALL `)
+			}
+			b.WriteString(`SELECT ` + deviceColumnsOf("d") + ` FROM devices d INDEXED BY devices_state
+			WHERE d.scope = ? AND d.state = ? AND d.id > ?` + inTags + rest)
+			args = append(args, f.Scope, st, f.After)
+			args = append(args, inArgs...)
+			args = append(args, restArgs...)
+		}
+		b.WriteString(` ORDER BY 2 LIMIT ?`)
+		return b.String(), append(args, limit)
+	}
+	rest, restArgs := filterConditions(f, driver, false)
 	if len(f.States) > 0 {
-		b.WriteString(` AND ` + plus + `d.state IN (` + placeholders(len(f.States)) + `)`)
-		for _, st := range f.States {
-			args = append(args, string(st))
+		rest = ` AND d.state IN (` + placeholders(len(f.States)) + `)` + rest
+		restArgs = append(stateArgs(f.States), restArgs...)
+	}
+	index := ""
+	if lastSeen {
+		index = ` INDEXED BY devices_last_seen`
+	}
+	b.WriteString(`SELECT ` + deviceColumnsOf("d") + ` FROM devices d` + index + ` WHERE d.scope = ? AND d.id > ?` + inTags + rest + ` ORDER BY d.id LIMIT ?`)
+	args = append(args, f.Scope, f.After)
+	args = append(args, inArgs...)
+	args = append(args, restArgs...)
+	return b.String(), append(args, limit)
+}
+
+// maxMergeArms bounds the arms of a merged query (one per tag value or
+// state): SQLite allows 500 in a compound SELECT, and past a few dozen the
+// collected-IDs plan costs less than as many index streams.
+const maxMergeArms = 32
+
+// filterConditions returns the conditions of f other than the scope, the
+// cursor, the driving selector (index driver, -1 for none) and, unless
+// tagDriven, the states, which the caller places itself. When tags drive
+// the query, the states are checked here and a unary + on every column of
+// devices keeps SQLite from trying the state and connection indexes on the
+// inner side of the join, where it would otherwise trade the primary-key
+// lookup for a range scan.
+func filterConditions(f gatehouse.DeviceFilter, driver int, tagDriven bool) (string, []any) {
+	var (
+		b    strings.Builder
+		args []any
+	)
+	plus := ""
+	if tagDriven {
+		plus = "+"
+		if len(f.States) > 0 {
+			b.WriteString(` AND +d.state IN (` + placeholders(len(f.States)) + `)`)
+			args = append(args, stateArgs(f.States)...)
 		}
 	}
 	if f.Connection != "" {
@@ -207,17 +282,29 @@ func deviceQuery(f gatehouse.DeviceFilter) (string, []any) {
 		}
 		b.WriteString(`)`)
 	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = DefaultLimit
-	}
-	if driver >= 0 && f.Selectors[driver].Op == gatehouse.SelEq {
-		b.WriteString(` ORDER BY t.device_id LIMIT ?`)
-	} else {
-		b.WriteString(` ORDER BY d.id LIMIT ?`)
-	}
-	args = append(args, limit)
 	return b.String(), args
+}
+
+func stateStrings(states []gatehouse.State) []string {
+	out := make([]string, len(states))
+	for i, st := range states {
+		out[i] = string(st)
+	}
+	return out
+}
+
+func stateArgs(states []gatehouse.State) []any { return appendStrings(nil, stateStrings(states)) }
+
+// distinct returns vals without repeats, in their first order: a repeated
+// value must not become a second merged arm (and a device twice).
+func distinct(vals []string) []string {
+	out := make([]string, 0, len(vals))
+	for _, v := range vals {
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func deviceColumnsOf(alias string) string {

@@ -46,9 +46,19 @@ func TestQueryPlan(t *testing.T) {
 		{"exists", gatehouse.DeviceFilter{Selectors: sel("env", gatehouse.SelExists)}, []string{"device_tags_kv"}},
 		{"noteq", gatehouse.DeviceFilter{Selectors: sel("env", gatehouse.SelNotEq, "prod")}, []string{"SEARCH x USING PRIMARY KEY (scope=? AND device_id=? AND key=?)"}},
 		{"state", gatehouse.DeviceFilter{States: []gatehouse.State{gatehouse.StateActive}}, []string{"devices_state"}},
-		// Several states: SQLite walks (scope, id) in page order and checks
-		// the state, rather than merging several ranges of devices_state.
-		{"states", gatehouse.DeviceFilter{States: []gatehouse.State{gatehouse.StateActive, gatehouse.StateInactive}}, []string{"(scope=? AND id>?)"}},
+		// Several states: one range of devices_state per state, each in ID
+		// order, merged (no sort, and a rare state is not a scope scan).
+		{"states", gatehouse.DeviceFilter{States: []gatehouse.State{gatehouse.StateActive, gatehouse.StateInactive}},
+			[]string{"MERGE (UNION ALL)", "devices_state (scope=? AND state=? AND id>?)"}},
+		// "in": one stream of device_tags_kv per value, merged.
+		{"in-merged", gatehouse.DeviceFilter{Selectors: sel("env", gatehouse.SelIn, "prod", "dev", "test")},
+			[]string{"MERGE (UNION ALL)", "device_tags_kv (scope=? AND key=? AND value=? AND device_id>?)", "devices_1 (scope=? AND id=?)"}},
+		{"in-merged-and-states", gatehouse.DeviceFilter{States: []gatehouse.State{gatehouse.StateActive, gatehouse.StateInactive},
+			Selectors: sel("env", gatehouse.SelIn, "prod", "dev")},
+			[]string{"MERGE (UNION ALL)", "device_tags_kv (scope=? AND key=? AND value=? AND device_id>?)", "devices_1 (scope=? AND id=?)"}},
+		{"states-and-exists", gatehouse.DeviceFilter{States: []gatehouse.State{gatehouse.StateActive, gatehouse.StateInactive},
+			Selectors: sel("env", gatehouse.SelExists)},
+			[]string{"MERGE (UNION ALL)", "devices_state (scope=? AND state=? AND id", "device_tags_kv"}},
 		{"and", gatehouse.DeviceFilter{Selectors: []gatehouse.TagSelector{
 			{Key: "env", Op: gatehouse.SelEq, Values: []string{"prod"}},
 			{Key: "site", Op: gatehouse.SelIn, Values: []string{"a", "b"}},

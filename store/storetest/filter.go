@@ -52,6 +52,16 @@ func dataset(scope string, n int, seed uint64) []*gatehouse.Device {
 	return ds
 }
 
+// manyValues returns vals among 60 values that match no device: more
+// values than a backend may merge one stream each.
+func manyValues(vals ...string) []string {
+	out := slices.Clone(vals)
+	for i := range 60 {
+		out = append(out, fmt.Sprintf("none-%d", i))
+	}
+	return out
+}
+
 // matches is the reference semantics of a DeviceFilter, in Go.
 func matches(f gatehouse.DeviceFilter, d *gatehouse.Device) bool {
 	if d.Scope != f.Scope {
@@ -143,6 +153,15 @@ func testFilters(t *testing.T, s gatehouse.Store) {
 		{"noteq", gatehouse.DeviceFilter{Selectors: []gatehouse.TagSelector{sel("env", gatehouse.SelNotEq, "prod")}}},
 		{"in", gatehouse.DeviceFilter{Selectors: []gatehouse.TagSelector{sel("region", gatehouse.SelIn, "eu-west", "ap-south")}}},
 		{"notin", gatehouse.DeviceFilter{Selectors: []gatehouse.TagSelector{sel("region", gatehouse.SelNotIn, "eu-west", "ap-south")}}},
+		// A value or state named twice must not list a device twice (a
+		// backend may run one index stream per value or state).
+		{"in-repeated", gatehouse.DeviceFilter{Selectors: []gatehouse.TagSelector{sel("env", gatehouse.SelIn, "prod", "dev", "prod")}}},
+		{"in-many", gatehouse.DeviceFilter{Selectors: []gatehouse.TagSelector{sel("fw", gatehouse.SelIn, manyValues("1.1", "2.0")...)}}},
+		{"states-repeated", gatehouse.DeviceFilter{States: []gatehouse.State{gatehouse.StateActive, gatehouse.StateInactive, gatehouse.StateActive}}},
+		{"states-and-in", gatehouse.DeviceFilter{States: []gatehouse.State{gatehouse.StateActive, gatehouse.StateInactive},
+			Selectors: []gatehouse.TagSelector{sel("region", gatehouse.SelIn, "eu-west", "us-east", "")}}},
+		{"states-and-exists", gatehouse.DeviceFilter{States: []gatehouse.State{gatehouse.StateProvisioned, gatehouse.StateQuarantined},
+			Selectors: []gatehouse.TagSelector{sel("fw", gatehouse.SelExists), sel("env", gatehouse.SelNotEq, "dev")}}},
 		{"exists", gatehouse.DeviceFilter{Selectors: []gatehouse.TagSelector{sel("canary", gatehouse.SelExists)}}},
 		{"notexists", gatehouse.DeviceFilter{Selectors: []gatehouse.TagSelector{sel("fw", gatehouse.SelNotExists)}}},
 		{"exists-unknown-key", gatehouse.DeviceFilter{Selectors: []gatehouse.TagSelector{sel("nope", gatehouse.SelExists)}}},
