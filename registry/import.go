@@ -114,12 +114,24 @@ func (s *ImportSummary) count(rs []ImportResult) {
 
 // importBatch is a run of records on its way to one transaction. results
 // is filled for every record refused before the transaction (rows whose
-// result is empty are applied in it); cand holds the device a record
-// would create.
-type importBatch struct {
-	recs    []*ImportRecord
-	cand    []*gatehouse.Device
+// result is empty are applied in it).
+type importBatch[T any] struct {
+	items   []T
 	results []ImportResult
+}
+
+// importSource is one kind of import (devices, enrollments) to runImport.
+type importSource[T any] struct {
+	// noun names a record in messages ("device", "enrollment").
+	noun string
+	// next reads and checks the next record, outside any transaction:
+	// its row and ID, what commit needs of it, and rowErr if it is refused.
+	// err is io.EOF after the last record, or why the file cannot be read
+	// further.
+	next func() (row int, id string, item T, rowErr error, err error)
+	// commit applies the batch's records whose result is still empty, in
+	// one transaction, and fills in their results.
+	commit func(ctx context.Context, b *importBatch[T]) error
 }
 
 // ImportDevices reads req.Body record by record and applies it in batches
@@ -146,30 +158,57 @@ func (s *Service) ImportDevices(ctx context.Context, p *gatehouse.Principal, sco
 	if err != nil {
 		return nil, err
 	}
+	actor := p.Actor()
+	src := importSource[deviceItem]{
+		noun: "device",
+		next: func() (int, string, deviceItem, error, error) {
+			rec, err := rd.Next()
+			if err != nil {
+				return 0, "", deviceItem{}, nil, err
+			}
+			cand, rowErr := prepareImport(rec, req.Mode, scope)
+			return rec.Row, rec.ID, deviceItem{rec, cand}, rowErr, nil
+		},
+		commit: func(ctx context.Context, b *importBatch[deviceItem]) error {
+			return s.commitImport(ctx, scope, req.Mode, actor, b)
+		},
+	}
+	return runImport(ctx, src, emit), nil
+}
+
+// runImport is the pipeline every kind of import runs: one goroutine reads
+// and checks records and hands them on in batches while the previous batch
+// commits; results go to emit once per committed batch, in file order.
+func runImport[T any](ctx context.Context, src importSource[T], emit func([]ImportResult) error) *ImportSummary {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	batches := make(chan *importBatch, 4)
+	batches := make(chan *importBatch[T], 4)
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(batches)
-		readErr <- s.readImport(ctx, rd, req.Mode, scope, batches)
+		readErr <- readImport(ctx, src, batches)
 	}()
 
 	sum := &ImportSummary{}
-	actor := p.Actor()
-	// The reader must be done with req.Body before this returns (a server
+	// The reader must be done with the body before this returns (a server
 	// may not read a request body after its handler has returned): on an
 	// early stop, cancel it and wait for it.
-	stop := func(err error) (*ImportSummary, error) {
+	stop := func(err error) *ImportSummary {
 		sum.Error = importError(err)
 		cancel()
 		for range batches {
 		}
-		return sum, nil
+		return sum
 	}
 	for b := range batches {
-		if err := s.commitImport(ctx, scope, req.Mode, actor, b); err != nil {
-			return stop(err)
+		pending := false
+		for _, r := range b.results {
+			pending = pending || r.Code == ""
+		}
+		if pending {
+			if err := src.commit(ctx, b); err != nil {
+				return stop(err)
+			}
 		}
 		sum.count(b.results)
 		if err := emit(b.results); err != nil {
@@ -178,10 +217,10 @@ func (s *Service) ImportDevices(ctx context.Context, p *gatehouse.Principal, sco
 	}
 	if err := <-readErr; err != nil {
 		sum.Error = importError(err)
-		return sum, nil
+		return sum
 	}
 	sum.Complete = true
-	return sum, nil
+	return sum
 }
 
 func importError(err error) *ImportError {
@@ -191,70 +230,74 @@ func importError(err error) *ImportError {
 	return &ImportError{Code: gatehouse.ErrorCode(err), Message: gatehouse.ErrorMessage(err)}
 }
 
-// readImport parses and checks records, outside any transaction, and
-// hands them on in batches.
-func (s *Service) readImport(ctx context.Context, rd *ImportReader, mode ImportMode, scope string, out chan<- *importBatch) error {
+// readImport reads and checks records, outside any transaction, and hands
+// them on in batches.
+func readImport[T any](ctx context.Context, src importSource[T], out chan<- *importBatch[T]) error {
 	// Rows by ID hash, to refuse an ID seen earlier in the file: 12 bytes
 	// an entry, not the IDs themselves. A hash collision (odds ~1e-8 at a
 	// million rows) would refuse a row as a duplicate, never apply one twice.
 	seed := maphash.MakeSeed()
 	seen := map[uint64]int32{}
-	b := newImportBatch()
+	b := newImportBatch[T]()
 	send := func() bool {
 		select {
 		case out <- b:
-			b = newImportBatch()
+			b = newImportBatch[T]()
 			return true
 		case <-ctx.Done():
 			return false
 		}
 	}
 	for {
-		rec, err := rd.Next()
+		row, id, item, rowErr, err := src.next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			if len(b.recs) > 0 {
+			if len(b.items) > 0 {
 				send()
 			}
 			return err
 		}
-		res := ImportResult{Row: rec.Row, ID: rec.ID}
-		cand, err := prepareImport(rec, mode, scope)
-		if err == nil {
-			h := maphash.String(seed, rec.ID)
+		res := ImportResult{Row: row, ID: id}
+		if rowErr == nil {
+			h := maphash.String(seed, id)
 			if first, dup := seen[h]; dup {
-				err = gatehouse.Errorf(gatehouse.EConflict, "device %q appears earlier in this file (row %d); each ID may appear once", rec.ID, first)
+				rowErr = gatehouse.Errorf(gatehouse.EConflict, "%s %q appears earlier in this file (row %d); each ID may appear once", src.noun, id, first)
 			} else {
-				seen[h] = int32(rec.Row)
+				seen[h] = int32(row)
 			}
 		}
-		if err != nil {
-			res.Code, res.Message = gatehouse.ErrorCode(err), gatehouse.ErrorMessage(err)
+		if rowErr != nil {
+			res.Code, res.Message = gatehouse.ErrorCode(rowErr), gatehouse.ErrorMessage(rowErr)
 		}
-		b.recs = append(b.recs, rec)
-		b.cand = append(b.cand, cand)
+		b.items = append(b.items, item)
 		b.results = append(b.results, res)
-		if len(b.recs) == ImportBatchSize && !send() {
+		if len(b.items) == ImportBatchSize && !send() {
 			return ctx.Err()
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 	}
-	if len(b.recs) > 0 && !send() {
+	if len(b.items) > 0 && !send() {
 		return ctx.Err()
 	}
 	return nil
 }
 
-func newImportBatch() *importBatch {
-	return &importBatch{
-		recs:    make([]*ImportRecord, 0, ImportBatchSize),
-		cand:    make([]*gatehouse.Device, 0, ImportBatchSize),
+func newImportBatch[T any]() *importBatch[T] {
+	return &importBatch[T]{
+		items:   make([]T, 0, ImportBatchSize),
 		results: make([]ImportResult, 0, ImportBatchSize),
 	}
+}
+
+// deviceItem is a device record and, in the modes that create, the device
+// it would create.
+type deviceItem struct {
+	rec  *ImportRecord
+	cand *gatehouse.Device
 }
 
 // prepareImport checks what a record can be checked for alone and, in the
@@ -313,14 +356,7 @@ var errImportRace = errors.New("import: a device appeared while the batch ran")
 
 // commitImport applies the records of b not refused already, in one
 // transaction, and fills in their results.
-func (s *Service) commitImport(ctx context.Context, scope string, mode ImportMode, actor string, b *importBatch) error {
-	pending := false
-	for _, r := range b.results {
-		pending = pending || r.Code == ""
-	}
-	if !pending {
-		return nil
-	}
+func (s *Service) commitImport(ctx context.Context, scope string, mode ImportMode, actor string, b *importBatch[deviceItem]) error {
 	var results []ImportResult
 	var revoked bool
 	var err error
@@ -348,12 +384,12 @@ func (s *Service) commitImport(ctx context.Context, scope string, mode ImportMod
 
 // applyImport runs inside the batch's transaction. results holds the
 // outcomes decided before it; it sets the others.
-func (s *Service) applyImport(tx gatehouse.Tx, ev *eventLog, scope string, mode ImportMode, actor string, b *importBatch, results []ImportResult) (revoked bool, err error) {
+func (s *Service) applyImport(tx gatehouse.Tx, ev *eventLog, scope string, mode ImportMode, actor string, b *importBatch[deviceItem], results []ImportResult) (revoked bool, err error) {
 	now := s.timestamp()
-	ids := make([]string, 0, len(b.recs))
-	for i, rec := range b.recs {
+	ids := make([]string, 0, len(b.items))
+	for i, it := range b.items {
 		if results[i].Code == "" {
-			ids = append(ids, rec.ID)
+			ids = append(ids, it.rec.ID)
 		}
 	}
 	existing, err := tx.GetDevices(scope, ids)
@@ -367,10 +403,11 @@ func (s *Service) applyImport(tx gatehouse.Tx, ev *eventLog, scope string, mode 
 		results[i].Code, results[i].Message = gatehouse.ErrorCode(err), gatehouse.ErrorMessage(err)
 	}
 	done := func(i int, status string) { results[i].OK, results[i].Status = true, status }
-	for i, rec := range b.recs {
+	for i, it := range b.items {
 		if results[i].Code != "" {
 			continue
 		}
+		rec := it.rec
 		cur := existing[rec.ID]
 		switch {
 		case mode == ImportDelete:
@@ -391,11 +428,11 @@ func (s *Service) applyImport(tx gatehouse.Tx, ev *eventLog, scope string, mode 
 		case cur == nil && mode == ImportUpdate:
 			fail(i, gatehouse.Errorf(gatehouse.ENotFound, "device %q not found in scope %q; use mode upsert to create it", rec.ID, scope))
 		case cur == nil:
-			d := b.cand[i].Clone()
+			d := it.cand.Clone()
 			d.CreatedAt, d.UpdatedAt = now, now
 			creates, createIdx = append(creates, d), append(createIdx, i)
 		case mode == ImportCreate:
-			if sameDevice(cur, b.cand[i]) {
+			if sameDevice(cur, it.cand) {
 				done(i, ImportUnchanged)
 			} else {
 				fail(i, gatehouse.Errorf(gatehouse.EConflict, "device %q already exists in scope %q with other state, tags or config; use mode upsert or update to change it", rec.ID, scope))
