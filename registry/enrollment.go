@@ -80,30 +80,8 @@ func (s *Service) CreateEnrollment(ctx context.Context, p *gatehouse.Principal, 
 		return nil, gatehouse.Errorf(gatehouse.EUnavailable, "this node has no master key configured")
 	}
 	now := s.timestamp()
-	e := &gatehouse.Enrollment{
-		ID: req.ID, Scope: scope, Type: req.Type, Enabled: req.Enabled == nil || *req.Enabled,
-		DeviceIDTemplate: req.DeviceIDTemplate, InitialTags: req.InitialTags, InitialConfig: req.InitialConfig,
-		Credentials: req.Credentials, Allocation: req.Allocation, Reprovision: req.Reprovision, PreProvision: req.PreProvision,
-		MaxRegistrations: req.MaxRegistrations, ExpiresAt: req.ExpiresAt, CreatedAt: now, UpdatedAt: now, ETag: newETag(),
-	}
-	if err := gatehouse.ValidateDeviceID(e.ID); err != nil {
-		return nil, gatehouse.Errorf(gatehouse.EInvalidID, "enrollment id: %s", gatehouse.ErrorMessage(err))
-	}
-	if e.Type != gatehouse.EnrollmentIndividual && e.Type != gatehouse.EnrollmentGroup {
-		return nil, gatehouse.Errorf(gatehouse.EInvalid, "type must be individual or group")
-	}
-	var secrets EnrollmentSecrets
-	shown, err := s.prepareAttestation(e, req.Attestation, &secrets, p, now)
+	e, shown, err := s.newEnrollment(scope, req, p, now)
 	if err != nil {
-		return nil, err
-	}
-	if err := s.preparePolicy(e, &secrets); err != nil {
-		return nil, err
-	}
-	if e.ExpiresAt != nil && !e.ExpiresAt.After(now) {
-		return nil, gatehouse.Errorf(gatehouse.EInvalid, "expiresAt is in the past")
-	}
-	if err := s.sealEnrollment(e, &secrets); err != nil {
 		return nil, err
 	}
 	err = s.update(ctx, func(tx gatehouse.Tx, ev *eventLog) error {
@@ -134,6 +112,40 @@ func (s *Service) CreateEnrollment(ctx context.Context, p *gatehouse.Principal, 
 	out := *e
 	out.Attestation.PrimaryKey, out.Attestation.SecondaryKey, out.Attestation.Token = shown.PrimaryKey, shown.SecondaryKey, shown.Token
 	return &out, nil
+}
+
+// newEnrollment validates a creation and builds the enrollment to store,
+// its secrets sealed; it returns the generated secrets to show once. The
+// API's create and the bulk import both build enrollments here.
+func (s *Service) newEnrollment(scope string, req EnrollmentCreate, p *gatehouse.Principal, now time.Time) (*gatehouse.Enrollment, gatehouse.Attestation, error) {
+	e := &gatehouse.Enrollment{
+		ID: req.ID, Scope: scope, Type: req.Type, Enabled: req.Enabled == nil || *req.Enabled,
+		DeviceIDTemplate: req.DeviceIDTemplate, InitialTags: req.InitialTags, InitialConfig: req.InitialConfig,
+		Credentials: req.Credentials, Allocation: req.Allocation, Reprovision: req.Reprovision, PreProvision: req.PreProvision,
+		MaxRegistrations: req.MaxRegistrations, ExpiresAt: req.ExpiresAt, CreatedAt: now, UpdatedAt: now, ETag: newETag(),
+	}
+	var none gatehouse.Attestation
+	if err := gatehouse.ValidateDeviceID(e.ID); err != nil {
+		return nil, none, gatehouse.Errorf(gatehouse.EInvalidID, "enrollment id: %s", gatehouse.ErrorMessage(err))
+	}
+	if e.Type != gatehouse.EnrollmentIndividual && e.Type != gatehouse.EnrollmentGroup {
+		return nil, none, gatehouse.Errorf(gatehouse.EInvalid, "type must be individual or group")
+	}
+	var secrets EnrollmentSecrets
+	shown, err := s.prepareAttestation(e, req.Attestation, &secrets, p, now)
+	if err != nil {
+		return nil, none, err
+	}
+	if err := s.preparePolicy(e, &secrets); err != nil {
+		return nil, none, err
+	}
+	if e.ExpiresAt != nil && !e.ExpiresAt.After(now) {
+		return nil, none, gatehouse.Errorf(gatehouse.EInvalid, "expiresAt is in the past")
+	}
+	if err := s.sealEnrollment(e, &secrets); err != nil {
+		return nil, none, err
+	}
+	return e, shown, nil
 }
 
 // prepareAttestation validates the attestation, generates secrets not
