@@ -38,6 +38,8 @@ type Registry interface {
 	DeviceHistory(ctx context.Context, p *gatehouse.Principal, scope, id string) ([]*gatehouse.StateChange, error)
 	ExportDevices(ctx context.Context, p *gatehouse.Principal, scope string, q registry.DeviceQuery, fn func([]*gatehouse.Device) error) error
 	ImportDevices(ctx context.Context, p *gatehouse.Principal, scope string, req registry.ImportRequest, emit func([]registry.ImportResult) error) (*registry.ImportSummary, error)
+	ImportEnrollments(ctx context.Context, p *gatehouse.Principal, scope string, req registry.ImportRequest, emit func([]registry.ImportResult) error) (*registry.ImportSummary, error)
+	ExportEnrollments(ctx context.Context, p *gatehouse.Principal, scope string, q registry.EnrollmentExportQuery, fn func([]*gatehouse.Enrollment) error) error
 
 	Events(ctx context.Context, p *gatehouse.Principal, scope string, after int64, limit int) ([]*gatehouse.Event, error)
 	EventSignal(scope string) <-chan struct{}

@@ -24,14 +24,27 @@ type importSummaryLine struct {
 	Summary *registry.ImportSummary `json:"summary"`
 }
 
-// importDevices streams the request body into the registry and streams a
+// importDevices streams the request body (devices, or with
+// kind=enrollments individual enrollments) into the registry and streams a
 // result per record back, as NDJSON, while the body still arrives; the
 // last line is the summary. Errors about the whole request (permission,
 // scope, mode, a wrong header) are problem responses, as anywhere else.
 func (h *Handler) importDevices(w http.ResponseWriter, r *http.Request) error {
-	q, err := parseQuery(r.URL.RawQuery, "mode", "format")
+	q, err := parseQuery(r.URL.RawQuery, "mode", "format", "kind")
 	if err != nil {
 		return err
+	}
+	kind, err := single(q, "kind")
+	if err != nil {
+		return err
+	}
+	run := h.reg.ImportDevices
+	switch kind {
+	case "", "devices":
+	case "enrollments":
+		run = h.reg.ImportEnrollments
+	default:
+		return gatehouse.Errorf(gatehouse.EInvalid, "kind must be devices or enrollments")
 	}
 	mode, err := single(q, "mode")
 	if err != nil {
@@ -77,13 +90,13 @@ func (h *Handler) importDevices(w http.ResponseWriter, r *http.Request) error {
 		}
 		return rc.Flush()
 	}
-	sum, err := h.reg.ImportDevices(r.Context(), principal(r), r.PathValue("scope"),
+	sum, err := run(r.Context(), principal(r), r.PathValue("scope"),
 		registry.ImportRequest{Mode: registry.ImportMode(mode), Format: registry.ImportFormat(format), Body: r.Body}, emit)
 	if err != nil {
 		return err
 	}
 	if sum.Error != nil && sum.Error.Code == gatehouse.EInternal {
-		h.log.ErrorContext(r.Context(), "import stopped", "scope", r.PathValue("scope"), "rows", sum.Rows)
+		h.log.ErrorContext(r.Context(), "import stopped", "scope", r.PathValue("scope"), "kind", kind, "rows", sum.Rows)
 	}
 	start()
 	enc.Encode(importSummaryLine{Summary: sum})

@@ -30,6 +30,7 @@ var routes = []route{
 	{"GET", "/v1/scopes/{scope}/device-counts", true, (*Handler).deviceCounts},
 	{"POST", "/v1/scopes/{scope}/imports", true, (*Handler).importDevices},
 	{"GET", "/v1/scopes/{scope}/exports/devices", true, (*Handler).exportDevices},
+	{"GET", "/v1/scopes/{scope}/exports/enrollments", true, (*Handler).exportEnrollments},
 	{"GET", "/v1/scopes/{scope}/devices/{id}", true, (*Handler).getDevice},
 	{"PATCH", "/v1/scopes/{scope}/devices/{id}", true, (*Handler).patchDevice},
 	{"DELETE", "/v1/scopes/{scope}/devices/{id}", true, (*Handler).deleteDevice},
