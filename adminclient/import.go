@@ -18,6 +18,17 @@ import (
 type ImportOptions struct {
 	Mode   registry.ImportMode   // create (the default), upsert, update or delete
 	Format registry.ImportFormat // csv or ndjson
+	// Kind is what the file holds: "devices" (the default) or
+	// "enrollments" (individual enrollments; see ImportEnrollments).
+	Kind string
+}
+
+// ImportEnrollments is ImportDevices for a file of individual enrollments.
+// Symmetric keys and bootstrap tokens must be in the file: the server
+// never generates a secret it would have to show in the results.
+func (c *Client) ImportEnrollments(ctx context.Context, scope string, body io.Reader, opts ImportOptions, fn func(res *registry.ImportResult, line []byte) error) (*registry.ImportSummary, error) {
+	opts.Kind = "enrollments"
+	return c.ImportDevices(ctx, scope, body, opts, fn)
 }
 
 // ImportDevices streams body (a CSV or NDJSON file) to the server, which
@@ -32,6 +43,9 @@ func (c *Client) ImportDevices(ctx context.Context, scope string, body io.Reader
 	q := url.Values{}
 	if opts.Mode != "" {
 		q.Set("mode", string(opts.Mode))
+	}
+	if opts.Kind != "" && opts.Kind != "devices" {
+		q.Set("kind", opts.Kind)
 	}
 	ct := "text/csv"
 	switch opts.Format {

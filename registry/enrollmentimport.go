@@ -33,8 +33,8 @@ const EventEnrollmentsImported = "enrollments.imported"
 // from the file and refuses a row without them, and no result, summary,
 // event, log line or error message ever holds a secret. The one secret an
 // import makes up is an absent secondaryKey: random, shown to nobody, so
-// the slot is unusable until rotated (POST .../rotate-key returns the new
-// key once), which is what an absent key should mean.
+// the slot is unusable until a later import (mode update) gives one,
+// which is what an absent key should mean.
 
 // ImportEnrollments reads req.Body (CSV or NDJSON individual enrollments)
 // and applies it as ImportDevices does devices: in batches of

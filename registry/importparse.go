@@ -308,7 +308,7 @@ func (l *lineLimit) Read(p []byte) (int, error) {
 		}
 		l.endsInNewline = p[n-1] == '\n'
 		if l.run > MaxImportLine {
-			l.err = gatehouse.Errorf(gatehouse.ETooLarge, "a line of the file is longer than %d bytes; one device per line", MaxImportLine)
+			l.err = gatehouse.Errorf(gatehouse.ETooLarge, "a line of the file is longer than %d bytes; one record per line", MaxImportLine)
 			return n, l.err
 		}
 	}

@@ -21,20 +21,32 @@ import (
 
 func (a *app) importCommand() *cobra.Command {
 	var (
-		scope, mode, format, resultPath string
-		show                            int
+		scope, mode, format, resultPath, kind string
+		show                                  int
 	)
 	cmd := &cobra.Command{
 		Use:   "import FILE",
-		Short: "Import devices from a CSV or NDJSON file (create, upsert, update or delete)",
-		Long: `Import devices in bulk. The file streams to the server, which applies it in
-batches while it arrives and answers with one result per record; the results
-go to a result file (NDJSON: row, id, ok, status or code and message).
+		Short: "Import devices or individual enrollments from a CSV or NDJSON file (create, upsert, update or delete)",
+		Long: `Import devices (or, with --kind enrollments, individual enrollments) in bulk.
+The file streams to the server, which applies it in batches while it arrives
+and answers with one result per record; the results go to a result file
+(NDJSON: row, id, ok, status or code and message).
 
-CSV: a header row naming the columns: id, then optionally state, etag, config
-(a JSON object) and tags.<key> (one column per tag; an empty cell sets no tag,
-or removes it when updating). NDJSON: one device object per line, as
+Devices. CSV: a header row naming the columns: id, then optionally state, etag,
+config (a JSON object) and tags.<key> (one column per tag; an empty cell sets
+no tag, or removes it when updating). NDJSON: one device object per line, as
 "gatehouse export --format ndjson" writes them.
+
+Enrollments (--kind enrollments). CSV columns: id (the registration ID),
+attestation (symmetric_key, x509 or token), primaryKey and secondaryKey
+(base64), certificate (PEM) and/or thumbprint, token, tokenMaxUses,
+tokenExpiresAt, enabled, deviceId, allocation, endpoints (host[:port][=weight]
+separated by ;), certificatePolicy, certificateValidity, reprovision,
+maxRegistrations, expiresAt, config (initial config, JSON), etag, tags.<key>
+(initial tags). NDJSON: one enrollment object per line. The file must carry
+the keys and tokens: an import never generates a secret, because it could
+only show it in the result file. Nothing secret is written to the result file.
+Treat the input file itself as a secret.
 
 Modes: create (existing identical devices are "unchanged", so a re-run ends the
 same way), upsert, update (an etag column, when given, must match) and delete.
@@ -42,11 +54,15 @@ same way), upsert, update (an etag column, when given, must match) and delete.
 Exit status: 0 if every record was applied, 1 if some were rejected or the
 import stopped early.`,
 		Example: `  gatehouse import devices.csv
+  gatehouse import factory-7.csv --kind enrollments --mode upsert
   gatehouse import fleet.ndjson --mode upsert --scope factory-2
   gatehouse import retired.csv --mode delete --result retired.result.ndjson`,
 		Args: exactArgs("FILE"),
 		RunE: action(func(cmd *cobra.Command, args []string) error {
 			path := args[0]
+			if kind != "devices" && kind != "enrollments" {
+				return usagef("--kind must be devices or enrollments, not %q", kind)
+			}
 			m := registry.ImportMode(mode)
 			if !m.Valid() {
 				return usagef("--mode must be create, upsert, update or delete, not %q", mode)
@@ -90,7 +106,7 @@ import stopped early.`,
 			prog.start()
 			var rejected []registry.ImportResult
 			start := time.Now()
-			sum, err := c.ImportDevices(cmd.Context(), scope, src, adminclient.ImportOptions{Mode: m, Format: f},
+			sum, err := c.ImportDevices(cmd.Context(), scope, src, adminclient.ImportOptions{Mode: m, Format: f, Kind: kind},
 				func(res *registry.ImportResult, line []byte) error {
 					rw.Write(line)
 					rw.WriteByte('\n')
@@ -122,7 +138,7 @@ import stopped early.`,
 					return err
 				}
 			} else {
-				printImportSummary(a.stdout, path, scope, m, sum, rejected, resultPath, elapsed)
+				printImportSummary(a.stdout, path, kind, scope, m, sum, rejected, resultPath, elapsed)
 			}
 			if sum.Rejected > 0 || !sum.Complete {
 				return exitStatus(1)
@@ -132,15 +148,16 @@ import stopped early.`,
 	}
 	cmd.Flags().StringVar(&scope, "scope", gatehouse.DefaultScope, "scope to import into")
 	cmd.Flags().StringVar(&mode, "mode", string(registry.ImportCreate), "create, upsert, update or delete")
+	cmd.Flags().StringVar(&kind, "kind", "devices", "what the file holds: devices or enrollments (individual)")
 	cmd.Flags().StringVar(&format, "format", "", "csv or ndjson (default: from the file name; csv unless .ndjson or .jsonl)")
 	cmd.Flags().StringVar(&resultPath, "result", "", "where to write the per-row results (default FILE.result.ndjson)")
 	cmd.Flags().IntVar(&show, "show", 10, "how many rejected rows the summary names")
 	return cmd
 }
 
-func printImportSummary(w io.Writer, path, scope string, mode registry.ImportMode, s *registry.ImportSummary, rejected []registry.ImportResult, resultPath string, elapsed time.Duration) {
+func printImportSummary(w io.Writer, path, kind, scope string, mode registry.ImportMode, s *registry.ImportSummary, rejected []registry.ImportResult, resultPath string, elapsed time.Duration) {
 	rate := float64(s.Rows) / max(elapsed.Seconds(), 0.001)
-	fmt.Fprintf(w, "imported %s into scope %s (mode %s): %d rows in %.1fs (%.0f rows/s)\n", path, scope, mode, s.Rows, elapsed.Seconds(), rate)
+	fmt.Fprintf(w, "imported %s (%s) into scope %s (mode %s): %d rows in %.1fs (%.0f rows/s)\n", path, kind, scope, mode, s.Rows, elapsed.Seconds(), rate)
 	fmt.Fprintf(w, "  ok:       %d (created %d, updated %d, deleted %d, unchanged %d)\n", s.OK, s.Created, s.Updated, s.Deleted, s.Unchanged)
 	fmt.Fprintf(w, "  rejected: %d\n", s.Rejected)
 	if !s.Complete {
