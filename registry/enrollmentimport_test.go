@@ -115,7 +115,7 @@ func TestImportEnrollmentsMixed(t *testing.T) {
 			{"reg-sym", "symmetric_key", pk1, sk1, "", "", "", "", "", "dev-sym", "", "", `{"a":1}`, "berlin", ""}, // 2
 			{"reg-thumb", "x509", "", "", "", thumb, "", "", "false", "", "", "", "", "", "individual"},            // 3
 			{"reg-tok", "token", "", "", "", "", tok, "3", "", "", "hashed", "a.example:8883=2;b.example:8883", "", "", ""},
-			{"reg-nokey", "symmetric_key", "", "", "", "", "", "", "", "", "", "", "", "", ""},         // 5: no key
+			{"reg-nokey", "symmetric_key", "", "", "", "", "", "", "", "", "", "", "", "", ""},        // 5: no key
 			{"BAD ID", "symmetric_key", pk1, "", "", "", "", "", "", "", "", "", "", "", ""},          // 6
 			{"reg-badkey", "symmetric_key", badKey, "", "", "", "", "", "", "", "", "", "", "", ""},   // 7
 			{"reg-sym", "symmetric_key", pk3, "", "", "", "", "", "", "", "", "", "", "", ""},         // 8: duplicate
