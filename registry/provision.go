@@ -79,10 +79,6 @@ func (s *Service) commitProvision(ctx context.Context, c ProvisionCommit) (*Prov
 	}
 	err := s.update(ctx, func(tx gatehouse.Tx, ev *eventLog) error {
 		now := s.timestamp()
-		sc, err := tx.GetScope(c.Scope)
-		if err != nil {
-			return notFoundScope(err, c.Scope)
-		}
 		e, err := tx.GetEnrollment(c.Scope, c.EnrollmentID)
 		if gatehouse.ErrorCode(err) == gatehouse.ENotFound {
 			return gatehouse.Errorf(gatehouse.EEnrollmentNotFound, "no enrollment matches this device")
@@ -183,6 +179,10 @@ func (s *Service) commitProvision(ctx context.Context, c ProvisionCommit) (*Prov
 			// A device created in this transaction has no certificate to retire.
 			renewed := false
 			if !created {
+				sc, err := tx.GetScope(c.Scope)
+				if err != nil {
+					return notFoundScope(err, c.Scope)
+				}
 				if renewed, err = s.retireCertificates(tx, c.Scope, d.ID, now, time.Duration(sc.Policy.WithDefaults().RenewalOverlap)); err != nil {
 					return err
 				}
