@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/gatehouse-iot/gatehouse"
@@ -69,7 +70,11 @@ func (c *Client) dialMQTT(ctx context.Context, username, password string, cert *
 	s := &mqttSession{msgs: make(chan mqttMessage, 16), dead: make(chan struct{})}
 	var gone sync.Once
 	s.pc = paho.NewClient(paho.ClientConfig{
-		Conn: conn,
+		// paho writes a packet in several Writes (header, properties,
+		// payload) and pings from a goroutine of its own: without the
+		// lock a PINGREQ can land inside a SUBSCRIBE, which the broker
+		// rightly rejects as malformed (eclipse-paho/paho.golang#90).
+		Conn: packets.NewThreadSafeConn(conn),
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			select {
 			case s.msgs <- mqttMessage{pr.Packet.Topic, pr.Packet.Payload}:
@@ -97,17 +102,46 @@ func (c *Client) dialMQTT(ctx context.Context, username, password string, cert *
 		}
 		return nil, transportError(ctx, err)
 	}
-	sa, err := s.pc.Subscribe(cctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}})
+	sctx, scancel := s.live(cctx)
+	defer scancel()
+	sa, err := s.pc.Subscribe(sctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}})
 	if sa != nil && len(sa.Reasons) == 1 && sa.Reasons[0] >= 0x80 {
 		s.close()
 		return nil, mqttRefusal(sa.Reasons[0], "subscribe "+filter)
 	}
 	if err != nil {
 		s.close()
-		return nil, transportError(ctx, err)
+		return nil, transportError(ctx, s.cause(err))
 	}
 	return s, nil
 }
+
+// live is ctx, also ended when the connection is lost: paho leaves a
+// SUBSCRIBE or PUBLISH waiting for its acknowledgement until its own
+// timeout even when the connection is gone.
+func (s *mqttSession) live(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-s.dead:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// cause is err, or that the connection was lost if it was.
+func (s *mqttSession) cause(err error) error {
+	select {
+	case <-s.dead:
+		return errConnectionLost
+	default:
+		return err
+	}
+}
+
+var errConnectionLost = errors.New("the MQTT connection was closed before the answer came")
 
 func (s *mqttSession) close() {
 	s.pc.Disconnect(&paho.Disconnect{ReasonCode: 0})
@@ -116,14 +150,16 @@ func (s *mqttSession) close() {
 // publish sends a QoS 1 message; a refused PUBLISH (PUBACK >= 0x80) is an
 // *Error.
 func (s *mqttSession) publish(ctx context.Context, topic string, payload []byte) error {
-	pctx, cancel := context.WithTimeout(ctx, answerTimeout)
+	tctx, cancel := context.WithTimeout(ctx, answerTimeout)
 	defer cancel()
+	pctx, pcancel := s.live(tctx)
+	defer pcancel()
 	r, err := s.pc.Publish(pctx, &paho.Publish{Topic: topic, QoS: 1, Payload: payload})
 	if r != nil && r.ReasonCode >= 0x80 {
 		return mqttRefusal(r.ReasonCode, "publish "+topic)
 	}
 	if err != nil {
-		return transportError(ctx, err)
+		return transportError(ctx, s.cause(err))
 	}
 	return nil
 }
@@ -140,7 +176,7 @@ func (s *mqttSession) next(ctx context.Context, match func(topic string) bool) (
 				return m, nil
 			}
 		case <-s.dead:
-			return mqttMessage{}, &Error{Code: "transport", Err: errors.New("the MQTT connection was closed before the answer came")}
+			return mqttMessage{}, &Error{Code: "transport", Err: errConnectionLost}
 		case <-t.C:
 			return mqttMessage{}, &Error{Code: "transport", Err: fmt.Errorf("no answer within %v", answerTimeout)}
 		case <-ctx.Done():

@@ -222,6 +222,7 @@ type simResult struct {
 	Failed      int            `json:"failed"`
 	Failures    map[string]int `json:"failures"`
 	Retries     int64          `json:"retries"`
+	RetryCodes  map[string]int `json:"retry_codes"` // what the retried failures were
 	Renewed     int            `json:"renewed"`
 	Dropped     int64          `json:"dropped_connections"`
 	Connections int64          `json:"connections"`
@@ -271,6 +272,7 @@ func (a *app) sim(ctx context.Context, o simOptions) error {
 		DropRate: o.dropRate, DelayMS: ms(o.delay), InProcess: t.inProcess, Seconds: round(elapsed.Seconds(), 3),
 		Succeeded: len(fleet.lat), Failures: fleet.codes, Retries: fleet.retries.Load(), Renewed: int(fleet.renewed.Load()),
 		Dropped: fleet.faults.dropped.Load(), Connections: fleet.faults.dialed.Load(), Fallbacks: fleet.fallbacks.Load(),
+		RetryCodes: fleet.retryCodes,
 		ByProtocol: map[string]simProtocolResult{}}
 	for p, l := range fleet.byProto {
 		slices.Sort(l)
@@ -310,7 +312,15 @@ func (a *app) printSim(r simResult) {
 	fmt.Fprintf(w, "rate      %.0f devices/s\n", r.Rate)
 	fmt.Fprintf(w, "latency   p50 %.1f ms  p95 %.1f ms  p99 %.1f ms  max %.1f ms\n", r.P50, r.P95, r.P99, r.Max)
 	fmt.Fprintf(w, "faults    %d of %d connections dropped (drop rate %g, delay %g ms)\n", r.Dropped, r.Connections, r.DropRate, r.DelayMS)
-	fmt.Fprintf(w, "retries   %d\n", r.Retries)
+	fmt.Fprintf(w, "retries   %d", r.Retries)
+	if len(r.RetryCodes) > 0 {
+		var parts []string
+		for _, code := range slices.Sorted(maps.Keys(r.RetryCodes)) {
+			parts = append(parts, fmt.Sprintf("%s %d", code, r.RetryCodes[code]))
+		}
+		fmt.Fprintf(w, " (%s)", strings.Join(parts, ", "))
+	}
+	fmt.Fprintln(w)
 	if r.Fallbacks > 0 {
 		fmt.Fprintf(w, "fallbacks %d\n", r.Fallbacks)
 	}
@@ -366,7 +376,11 @@ func simLocalTarget(ctx context.Context, o simOptions) (*simTarget, error) {
 	req := simEnrollment(o)
 	ls, err := startLocalServer(ctx, "gatehouse-sim-", o.scope, &req, func(c *server.Config) {
 		if simUses(o, deviceclient.DPSMQTT, deviceclient.NativeMQTT) {
+			// The whole fleet comes from one address: the broker's
+			// per-source connection limit (50/s) would be all a run
+			// measured.
 			c.MQTTAddr = "127.0.0.1:0"
+			c.MQTTLimits.ConnectsPerSecond, c.MQTTLimits.ConnectBurst = 1e9, 1<<30
 		}
 		if simUses(o, deviceclient.CoAP, deviceclient.ESTCoAP) {
 			c.CoAPSAddr = "127.0.0.1:0"
@@ -453,16 +467,17 @@ type simFleet struct {
 	renewed   atomic.Int64
 	fallbacks atomic.Int64
 
-	mu      sync.Mutex
-	lat     []time.Duration
-	byProto map[deviceclient.Protocol][]time.Duration
-	codes   map[string]int
+	mu         sync.Mutex
+	lat        []time.Duration
+	byProto    map[deviceclient.Protocol][]time.Duration
+	codes      map[string]int
+	retryCodes map[string]int
 }
 
 func newSimFleet(t *simTarget, o simOptions) *simFleet {
 	return &simFleet{t: t, o: o, faults: newFaultDialer(o.dropRate, o.delay, o.seed),
 		prefix: strings.TrimPrefix(t.enrollmentID, "sim-"), lat: make([]time.Duration, 0, o.devices), codes: map[string]int{},
-		byProto: map[deviceclient.Protocol][]time.Duration{}}
+		byProto: map[deviceclient.Protocol][]time.Duration{}, retryCodes: map[string]int{}}
 }
 
 // run provisions every device from o.concurrency goroutines, device i
@@ -526,7 +541,12 @@ func (f *simFleet) device(ctx context.Context, regID string, plan []deviceclient
 		Retry:            deviceclient.Retry{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Attempts: 10},
 		DialContext:      f.faults.DialContext,
 		FreshConnections: true,
-		OnRetry:          func(error, time.Duration) { f.retries.Add(1) },
+		OnRetry: func(err error, _ time.Duration) {
+			f.retries.Add(1)
+			f.mu.Lock()
+			f.retryCodes[simFailureCode(err)]++
+			f.mu.Unlock()
+		},
 	})
 	if err != nil {
 		return 0, "", "client_error"
