@@ -144,7 +144,7 @@ func TestBenchQueryChecks(t *testing.T) {
 	site1 := func(d *benchDevice) bool { return d.Tags["site"] == "s1" }
 	for _, tc := range []struct {
 		name  string
-		check func([]byte) error
+		check func([]byte) (int, error)
 		body  []byte
 		ok    bool
 	}{
@@ -156,8 +156,12 @@ func TestBenchQueryChecks(t *testing.T) {
 		{"counts right", checkCounts(3), []byte(`{"by":"state","counts":{"active":1,"provisioned":2},"total":3}`), true},
 		{"counts off", checkCounts(4), []byte(`{"by":"state","counts":{"active":1,"provisioned":2},"total":3}`), false},
 	} {
-		if err := tc.check(tc.body); (err == nil) != tc.ok {
+		n, err := tc.check(tc.body)
+		if (err == nil) != tc.ok {
 			t.Errorf("%s: got error %v, want ok=%v", tc.name, err, tc.ok)
+		}
+		if tc.name == "full page" && n != 2 {
+			t.Errorf("%s: got %d items, want 2", tc.name, n)
 		}
 	}
 }
