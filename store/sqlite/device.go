@@ -31,11 +31,8 @@ func scanDevice(sc scanner) (*gatehouse.Device, error) {
 	d.Connection.LastSeen = fromNullMicros(lastSeen)
 	d.CreatedAt = fromMicros(created)
 	d.UpdatedAt = fromMicros(updated)
-	if err := json.Unmarshal(tags, &d.Tags); err != nil {
+	if d.Tags, err = decodeTags(tags); err != nil {
 		return nil, fmt.Errorf("decode tags: %w", err)
-	}
-	if d.Tags == nil {
-		d.Tags = map[string]string{}
 	}
 	return &d, nil
 }
