@@ -179,6 +179,14 @@ type Tx interface {
 	// is written and the transaction stays usable.
 	CreateDevices(ds []*Device, changes []*StateChange) error
 
+	// GetEnrollments returns the enrollments of scope among ids that exist,
+	// keyed by ID, locking them until the transaction ends (bulk import).
+	GetEnrollments(scope string, ids []string) (map[string]*Enrollment, error)
+	// CreateEnrollments stores new enrollments in as few statements as the
+	// backend can. All or nothing: EConflict if any of them exists, and then
+	// none is written and the transaction stays usable.
+	CreateEnrollments(es []*Enrollment) error
+
 	// PutSettingIfAbsent stores value under key unless the key exists, and
 	// returns the stored value either way: the first writer among several
 	// nodes wins.

@@ -238,7 +238,19 @@ func (s *Service) commitEnrollmentImport(ctx context.Context, scope string, mode
 // the outcomes decided before it; it sets the others.
 func (s *Service) applyEnrollmentImport(tx gatehouse.Tx, ev *eventLog, scope string, mode ImportMode, p *gatehouse.Principal, b *importBatch[*enrollmentItem], results []ImportResult) error {
 	now := s.timestamp()
+	ids := make([]string, 0, len(b.items))
+	for i, it := range b.items {
+		if results[i].Code == "" {
+			ids = append(ids, it.rec.ID)
+		}
+	}
+	existing, err := tx.GetEnrollments(scope, ids)
+	if err != nil {
+		return err
+	}
 	var created, updated, deleted []string
+	var creates []*gatehouse.Enrollment
+	var createIdx []int
 	fail := func(i int, err error) {
 		results[i].Code, results[i].Message = gatehouse.ErrorCode(err), gatehouse.ErrorMessage(err)
 	}
@@ -248,13 +260,7 @@ func (s *Service) applyEnrollmentImport(tx gatehouse.Tx, ev *eventLog, scope str
 			continue
 		}
 		rec := it.rec
-		cur, err := tx.GetEnrollment(scope, rec.ID)
-		if err != nil && gatehouse.ErrorCode(err) != gatehouse.ENotFound {
-			return err
-		}
-		if err != nil {
-			cur = nil
-		}
+		cur := existing[rec.ID]
 		if cur != nil && cur.Type != gatehouse.EnrollmentIndividual {
 			fail(i, gatehouse.Errorf(gatehouse.EConflict, "%q is a group enrollment; an import changes individual enrollments only", rec.ID))
 			continue
@@ -287,18 +293,7 @@ func (s *Service) applyEnrollmentImport(tx gatehouse.Tx, ev *eventLog, scope str
 			}
 			e := *it.cand
 			e.CreatedAt, e.UpdatedAt = now, now
-			if err := tx.CreateEnrollment(&e); err != nil {
-				if gatehouse.ErrorCode(err) == gatehouse.EConflict {
-					return errImportRace // created meanwhile by another node
-				}
-				if isTxError(err) {
-					return err
-				}
-				fail(i, err)
-				continue
-			}
-			created = append(created, rec.ID)
-			done(i, ImportCreated)
+			creates, createIdx = append(creates, &e), append(createIdx, i)
 		default:
 			next, changed, err := s.mergeEnrollment(cur, rec, p, now)
 			if err != nil {
@@ -329,6 +324,18 @@ func (s *Service) applyEnrollmentImport(tx gatehouse.Tx, ev *eventLog, scope str
 			}
 			updated = append(updated, rec.ID)
 			done(i, ImportUpdated)
+		}
+	}
+	if len(creates) > 0 {
+		if err := tx.CreateEnrollments(creates); err != nil {
+			if gatehouse.ErrorCode(err) == gatehouse.EConflict {
+				return errImportRace // created meanwhile by another node
+			}
+			return err
+		}
+		for j, i := range createIdx {
+			created = append(created, creates[j].ID)
+			done(i, ImportCreated)
 		}
 	}
 	if len(created)+len(updated)+len(deleted) > 0 {

@@ -50,6 +50,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Enrollments", func(t *testing.T) { testEnrollments(t, newStore) })
 	t.Run("Registrations", func(t *testing.T) { testRegistrations(t, newStore) })
 	t.Run("DeviceBatch", func(t *testing.T) { testDeviceBatch(t, newStore) })
+	t.Run("EnrollmentBatch", func(t *testing.T) { testEnrollmentBatch(t, newStore) })
 	t.Run("Webhooks", func(t *testing.T) { testWebhooks(t, newStore) })
 	t.Run("QueryEvents", func(t *testing.T) { testQueryEvents(t, newStore(t)) })
 	t.Run("Counts", func(t *testing.T) { testCounts(t, newStore(t)) })
