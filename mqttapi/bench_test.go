@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -253,6 +254,12 @@ func BenchmarkHeldConnections(b *testing.B) {
 			b.Fatalf("%d sessions held, want %d", got, n)
 		}
 		after := memNow()
+		if path := os.Getenv("GATEHOUSE_BENCH_GOROUTINES"); path != "" {
+			if f, err := os.Create(path); err == nil {
+				pprof.Lookup("goroutine").WriteTo(f, 2)
+				f.Close()
+			}
+		}
 		if path := os.Getenv("GATEHOUSE_BENCH_HEAPPROFILE"); path != "" {
 			if f, err := os.Create(path); err == nil {
 				pprof.WriteHeapProfile(f)
@@ -266,6 +273,13 @@ func BenchmarkHeldConnections(b *testing.B) {
 		b.ReportMetric(float64(after.rss-before.rss)/float64(n), "rss-B/conn")
 		b.ReportMetric(float64(after.goroutines-before.goroutines)/float64(n), "goroutines/conn")
 		b.ReportMetric(float64(after.rss)/(1<<20), "rss-MiB")
+		if os.Getenv("GATEHOUSE_BENCH_DEBUG") != "" {
+			samples := []metrics.Sample{{Name: "/gc/stack/starting-size:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}, {Name: "/memory/classes/os-stacks:bytes"}}
+			metrics.Read(samples)
+			for _, s := range samples {
+				b.Logf("%s = %d", s.Name, s.Value.Uint64())
+			}
+		}
 		stdin.Close()
 		cmd.Wait()
 		for br.Stats().Sessions > 0 && time.Now().Before(deadline.Add(30*time.Second)) {

@@ -372,21 +372,16 @@ func (h *hook) Provides(b byte) bool {
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	b := h.b
 	start := time.Now()
-	// Authentication (chain verification, database reads) runs on a
-	// goroutine of its own: this one serves the session as long as it
-	// lasts, and would keep the stack grown for the work.
+	// Authentication (chain verification, database reads) goes deep.
 	var (
 		s    *session
 		aerr *authError
-		done = make(chan struct{})
 	)
-	go func() {
-		defer close(done)
+	offStack(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
 		s, aerr = b.authenticate(ctx, cl, pk)
-	}()
-	<-done
+	})
 	if aerr != nil {
 		b.log.Info("mqtt: connect refused", "remote", cl.Net.Remote, "client_id", truncate(pk.Connect.ClientIdentifier, 64),
 			"reason_code", aerr.code.Code, "err", aerr.err)
@@ -438,9 +433,26 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	s.established.Store(true)
 	b.online[s.deviceKey()]++
 	b.mu.Unlock()
-	b.reg.DeviceConnected(s.scope, s.id, Protocol)
-	b.publishConfig(s.scope, s.device)
+	offStack(func() {
+		b.reg.DeviceConnected(s.scope, s.id, Protocol)
+		b.publishConfig(s.scope, s.device)
+	})
 	s.device = nil // read again when needed: a held session keeps no copy
+}
+
+// offStack runs fn on a goroutine of its own and waits for it. The broker
+// library serves each session on one goroutine for as long as it lasts; a
+// goroutine's stack grows for its deepest call and, once parked at the
+// depth of a read, never shrinks below four times that depth. Work that
+// goes deep (database calls, chain verification, delivery through the
+// topic tree) therefore runs here, so held sessions keep small stacks.
+func offStack(fn func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	<-done
 }
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) { h.b.forget(cl) }
@@ -588,9 +600,12 @@ func (b *Broker) report(s *session, pk packets.Packet) (packets.Packet, error) {
 		}
 		return pk, packets.CodeSuccessIgnore
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err := b.reg.ReportProperties(ctx, s.scope, s.id, pk.Payload)
+	var err error
+	offStack(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err = b.reg.ReportProperties(ctx, s.scope, s.id, pk.Payload)
+	})
 	if err == nil {
 		return pk, nil
 	}

@@ -37,7 +37,7 @@ import (
 )
 
 func (a *app) benchCommand() *cobra.Command {
-	return group("bench", "Measure a server's throughput and query latency", a.benchProvisionCommand(), a.benchQueryCommand())
+	return group("bench", "Measure a server's throughput, query latency and MQTT memory", a.benchProvisionCommand(), a.benchQueryCommand(), a.benchMQTTCommand())
 }
 
 // benchOptions are the flags of "bench provision".
