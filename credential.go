@@ -100,6 +100,23 @@ type ScopePolicy struct {
 	CertValidity   Duration `json:"certValidity,omitempty"`   // default 90 days
 	RenewalOverlap Duration `json:"renewalOverlap,omitempty"` // default 24 h
 	ExpiryLeadTime Duration `json:"expiryLeadTime,omitempty"` // default 14 days
+	// MQTT holds the scope's MQTT settings (device topic templates); nil
+	// for the defaults.
+	MQTT *MQTTPolicy `json:"mqtt,omitempty"`
+}
+
+// TopicPolicy returns the scope's device topic spaces (the default when
+// none are set). A stored policy was validated; should it not parse, the
+// default is returned with the error.
+func (p ScopePolicy) TopicPolicy() (*TopicPolicy, error) {
+	if p.MQTT == nil {
+		return DefaultTopicPolicy, nil
+	}
+	tp, err := ParseTopicPolicy(p.MQTT.TopicTemplates)
+	if err != nil {
+		return DefaultTopicPolicy, err
+	}
+	return tp, nil
 }
 
 // Policy defaults.
@@ -135,6 +152,11 @@ func (p ScopePolicy) Validate() error {
 		return Errorf(EInvalid, "renewalOverlap must be between 0 and 720h")
 	case p.ExpiryLeadTime < 0 || time.Duration(p.ExpiryLeadTime) > 365*24*time.Hour:
 		return Errorf(EInvalid, "expiryLeadTime must be between 0 and 8760h")
+	}
+	if p.MQTT != nil {
+		if _, err := ParseTopicPolicy(p.MQTT.TopicTemplates); err != nil {
+			return Errorf(EInvalid, "mqtt.topicTemplates: %s", ErrorMessage(err))
+		}
 	}
 	return nil
 }

@@ -428,7 +428,7 @@ func sampleBody(t *testing.T, rt route) any {
 	case "POST /v1/scopes/{scope}/devices/{id}/state":
 		return map[string]string{"state": "active"}
 	case "PUT /v1/scopes/{scope}/policy":
-		return map[string]string{"certValidity": "30d"}
+		return map[string]any{"certValidity": "30d", "mqtt": map[string]any{"topicTemplates": []string{"fleet/{scope}/{deviceId}/#"}}}
 	case "POST /v1/scopes/{scope}/devices/{id}/certificates":
 		return map[string]string{"csr": mustCSR(t, "sample")}
 	case "PUT /v1/scopes/{scope}/ca":

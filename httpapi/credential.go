@@ -105,9 +105,10 @@ func (h *Handler) decodeRevokeRequest(w http.ResponseWriter, r *http.Request) (r
 // policyRequest is a scope policy as sent: durations as strings ("90d",
 // "36h"), so that a bad one is reported by field.
 type policyRequest struct {
-	CertValidity   string `json:"certValidity,omitempty"`
-	RenewalOverlap string `json:"renewalOverlap,omitempty"`
-	ExpiryLeadTime string `json:"expiryLeadTime,omitempty"`
+	CertValidity   string                `json:"certValidity,omitempty"`
+	RenewalOverlap string                `json:"renewalOverlap,omitempty"`
+	ExpiryLeadTime string                `json:"expiryLeadTime,omitempty"`
+	MQTT           *gatehouse.MQTTPolicy `json:"mqtt,omitempty"`
 }
 
 // setScopePolicy replaces a scope's credential policy; an absent field takes
@@ -117,7 +118,7 @@ func (h *Handler) setScopePolicy(w http.ResponseWriter, r *http.Request) error {
 	if err := h.decodeBody(w, r, &req); err != nil {
 		return err
 	}
-	var policy gatehouse.ScopePolicy
+	policy := gatehouse.ScopePolicy{MQTT: req.MQTT}
 	for _, f := range []struct {
 		name string
 		val  string

@@ -354,6 +354,36 @@ func TestScopePolicy(t *testing.T) {
 	}
 	op, _ := e.mustToken("default", gatehouse.RoleOperator)
 	e.do("PUT", "/v1/scopes/default/policy", op, `{"certValidity":"30d"}`).problem(t, 403, gatehouse.EForbidden)
+
+	// MQTT topic templates.
+	sc = gatehouse.Scope{}
+	e.do("PUT", "/v1/scopes/default/policy", e.admin, `{"mqtt":{"topicTemplates":["fleet/{scope}/{deviceId}/+","devices/{deviceId}/#"]}}`).want(t, 200).decode(t, &sc)
+	if sc.Policy.MQTT == nil || strings.Join(sc.Policy.MQTT.TopicTemplates, " ") != "fleet/{scope}/{deviceId}/+ devices/{deviceId}/#" {
+		t.Errorf("policy after PUT mqtt = %+v", sc.Policy)
+	}
+	sc = gatehouse.Scope{}
+	e.do("GET", "/v1/scopes/default", e.admin, nil).want(t, 200).decode(t, &sc)
+	if sc.Policy.MQTT == nil || len(sc.Policy.MQTT.TopicTemplates) != 2 {
+		t.Errorf("GET scope after PUT mqtt = %+v", sc.Policy)
+	}
+	for _, tc := range []struct{ body, code, msg string }{
+		{`{"mqtt":{"topicTemplates":["fleet/#"]}}`, gatehouse.EInvalid, "must contain {deviceId}"},
+		{`{"mqtt":{"topicTemplates":["fleet/+/{deviceId}"]}}`, gatehouse.EInvalid, "before any wildcard"},
+		{`{"mqtt":{"topicTemplates":["a/{deviceId}/#","a/b/{deviceId}"]}}`, gatehouse.EInvalid, "same topic"},
+		{`{"mqtt":{"topicTemplates":["$dps/{deviceId}"]}}`, gatehouse.EInvalid, "must not start with '$'"},
+		{`{"mqtt":{"topics":["x/{deviceId}"]}}`, gatehouse.EUnknownField, ""},
+	} {
+		p := e.do("PUT", "/v1/scopes/default/policy", e.admin, tc.body).problem(t, 400, tc.code)
+		if !strings.Contains(p.Detail, tc.msg) {
+			t.Errorf("PUT %s: detail %q, want it to contain %q", tc.body, p.Detail, tc.msg)
+		}
+	}
+	// An empty list is the default, stored as no MQTT policy.
+	sc = gatehouse.Scope{}
+	e.do("PUT", "/v1/scopes/default/policy", e.admin, `{"mqtt":{"topicTemplates":[]}}`).want(t, 200).decode(t, &sc)
+	if sc.Policy.MQTT != nil {
+		t.Errorf("policy after an empty template list = %+v, want no MQTT policy", sc.Policy.MQTT)
+	}
 }
 
 // mustOwnCA makes a root and an intermediate CA as an operator would,

@@ -32,6 +32,7 @@ type Registry interface {
 	DeviceSeen(scope, id, protocol string)
 	FollowEvents(ctx context.Context, poll time.Duration, fn func(*gatehouse.Event)) error
 	RecordTopicViolations(ctx context.Context, scope, id, protocol string, count int, sample string) error
+	ScopePolicy(ctx context.Context, scope string) (gatehouse.ScopePolicy, error)
 }
 
 // Provisioner is what the broker needs of the provisioning core.
@@ -142,6 +143,7 @@ type Broker struct {
 	poll time.Duration
 	srv  *mqtt.Server
 
+	topics   *topicPolicies // per scope, reloaded on scope.updated
 	connects *ratelimit.Limiter
 	reports  *ratelimit.Limiter // per device: each report is a database write
 
@@ -171,6 +173,7 @@ func New(reg Registry, prov Provisioner, opts ...Option) *Broker {
 		o(b)
 	}
 	b.lim = b.lim.withDefaults()
+	b.topics = newTopicPolicies(reg, b.log, 0)
 	b.connects = ratelimit.New(b.lim.ConnectsPerSecond, b.lim.ConnectBurst, 100_000, time.Now)
 	b.reports = ratelimit.New(b.lim.ReportsPerSecond, b.lim.ReportBurst, 100_000, time.Now)
 	caps := mqtt.NewDefaultServerCapabilities()

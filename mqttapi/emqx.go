@@ -36,7 +36,12 @@ type hookHandler struct {
 	log    *slog.Logger
 	secret string
 	now    func() time.Time
+	topics *topicPolicies // each scope's topic templates, read again after hookPolicyTTL
 }
+
+// hookPolicyTTL is how long the hook trusts a scope's topic policy it
+// read: it follows no events, so a change reaches it within this time.
+const hookPolicyTTL = 5 * time.Second
 
 // NewHookHandler returns the HTTP hook an external broker (EMQX 5 HTTP
 // authentication and authorisation, or Mosquitto through an HTTP auth
@@ -47,6 +52,8 @@ func NewHookHandler(reg Registry, prov Provisioner, opts ...HookOption) http.Han
 	for _, o := range opts {
 		o(h)
 	}
+	h.topics = newTopicPolicies(reg, h.log, hookPolicyTTL)
+	h.topics.now = h.now
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /authn", h.authn)
 	mux.HandleFunc("POST /authz", h.authz)
@@ -120,14 +127,24 @@ func writeHook(w http.ResponseWriter, resp HookResponse) {
 	json.NewEncoder(w).Encode(resp)
 }
 
-// deviceACL is a device's topic policy as EMQX rules, first match wins.
-func deviceACL(id string) []HookACLRule {
-	return []HookACLRule{
+// deviceACL is a device's topic policy as EMQX rules, first match wins:
+// its configuration (subscribe only) and reported topics, then each of the
+// scope's topic templates filled in for the device (as a subscription
+// filter, eq, and as a pattern). EMQX's '#' also matches the level above
+// it, one level more than the authz hook allows.
+func deviceACL(p *gatehouse.TopicPolicy, scope, id string) []HookACLRule {
+	rules := []HookACLRule{
 		{Permission: "deny", Action: "publish", Topic: "eq " + ConfigTopic(id)},
-		{Permission: "allow", Action: "all", Topic: "eq " + devicesPrefix + id + "/#"},
-		{Permission: "allow", Action: "all", Topic: devicesPrefix + id + "/#"},
-		{Permission: "deny", Action: "all", Topic: "#"},
+		{Permission: "allow", Action: "subscribe", Topic: "eq " + ConfigTopic(id)},
+		{Permission: "allow", Action: "all", Topic: "eq " + ReportedTopic(id)},
 	}
+	for _, f := range p.Expand(scope, id) {
+		rules = append(rules, HookACLRule{Permission: "allow", Action: "all", Topic: "eq " + f})
+		if hasWildcard(f) {
+			rules = append(rules, HookACLRule{Permission: "allow", Action: "all", Topic: f})
+		}
+	}
+	return append(rules, HookACLRule{Permission: "deny", Action: "all", Topic: "#"})
 }
 
 // authn authenticates a device by its certificate (cert_pem; or, from a
@@ -148,8 +165,14 @@ func (h *hookHandler) authn(w http.ResponseWriter, r *http.Request) {
 		writeHook(w, HookResponse{Result: result})
 		return
 	}
+	t, err := h.topics.get(r.Context(), d.Scope)
+	if err != nil {
+		h.log.Error("mqtt hook: read the scope's topic policy", "scope", d.Scope, "err", err)
+		http.Error(w, "unavailable", http.StatusServiceUnavailable)
+		return
+	}
 	h.reg.DeviceSeen(d.Scope, d.ID, "mqtt-external")
-	resp := HookResponse{Result: "allow", ACL: deviceACL(d.ID), ClientAttrs: map[string]string{"scope": d.Scope, "device_id": d.ID}}
+	resp := HookResponse{Result: "allow", ACL: deviceACL(t.policy(), d.Scope, d.ID), ClientAttrs: map[string]string{"scope": d.Scope, "device_id": d.ID}}
 	if !expire.IsZero() {
 		resp.ExpireAt = expire.Unix()
 	}
@@ -197,7 +220,12 @@ func (h *hookHandler) authorize(ctx context.Context, in *HookRequest, write bool
 		}
 		return false
 	}
-	s := &session{kind: kindDevice, scope: scope, id: id}
+	t, err := h.topics.get(ctx, scope)
+	if err != nil {
+		h.log.Error("mqtt hook: read the scope's topic policy", "scope", scope, "err", err)
+		return false
+	}
+	s := &session{kind: kindDevice, scope: scope, id: id, topics: t}
 	return s.allowed(in.Topic, write)
 }
 

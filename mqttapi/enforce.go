@@ -14,6 +14,12 @@ import (
 // enforce applies one committed event to the live sessions: it is called
 // for every event of every scope, on every node.
 func (b *Broker) enforce(e *gatehouse.Event) {
+	if e.Type == gatehouse.EventScopeUpdated {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		b.topics.reload(ctx, e.Scope)
+		return
+	}
 	id, ok := strings.CutPrefix(e.Subject, "devices/")
 	if !ok {
 		return

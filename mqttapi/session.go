@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -53,6 +54,7 @@ type session struct {
 	mount  string // the internal topic prefix of this session
 	authAt time.Time
 
+	topics *scopeTopics      // the scope's topic policy (device sessions)
 	device *gatehouse.Device // as authenticated (device sessions), until the session is established
 	prov   *provisioning     // provisioning sessions only
 
@@ -317,18 +319,7 @@ func (b *Broker) sessionOf(cl *mqtt.Client) *session {
 func (s *session) allowed(topic string, write bool) bool {
 	switch s.kind {
 	case kindDevice:
-		own := devicesPrefix + s.id + "/"
-		rest, ok := strings.CutPrefix(topic, own)
-		if !ok || rest == "" {
-			return false
-		}
-		if write {
-			// The configuration is the registry's to publish.
-			return topic != ConfigTopic(s.id)
-		}
-		// A wildcard is allowed below the device's own level only
-		// (devices/{id}/commands/#), never in or above it.
-		return true
+		return deviceAllowed(s.topics.policy(), s.scope, s.id, topic, write)
 	case kindDPS:
 		if write {
 			_, ok := parseDPSTopic(topic)
@@ -352,6 +343,24 @@ func (s *session) allowed(topic string, write bool) bool {
 		return ok && validRID(rid)
 	}
 	return false
+}
+
+// deviceAllowed is a device's topic policy: its configuration topic (to
+// subscribe to; the configuration is the registry's to publish), its
+// reported topic, and the scope's topic templates (by default
+// devices/{deviceId}/#; wildcards only where a template has them).
+func deviceAllowed(p *gatehouse.TopicPolicy, scope, id, topic string, write bool) bool {
+	if rest, ok := strings.CutPrefix(topic, devicesPrefix); ok {
+		if own, ok := strings.CutPrefix(rest, id); ok {
+			switch own {
+			case configSuffix:
+				return !write
+			case reportSuffix:
+				return true
+			}
+		}
+	}
+	return p.Allows(scope, id, topic, !write)
 }
 
 // hook connects the broker library to Gatehouse.
@@ -381,6 +390,14 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
 		s, aerr = b.authenticate(ctx, cl, pk)
+		if aerr == nil && s.kind == kindDevice {
+			t, err := b.topics.get(ctx, s.scope)
+			if err != nil {
+				s, aerr = nil, refused(packets.ErrServerUnavailable, fmt.Errorf("read the scope's topic policy: %w", err))
+				return
+			}
+			s.topics = t
+		}
 	})
 	if aerr != nil {
 		b.log.Info("mqtt: connect refused", "remote", cl.Net.Remote, "client_id", truncate(pk.Connect.ClientIdentifier, 64),

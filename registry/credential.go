@@ -492,13 +492,16 @@ func (s *Service) OCSP(ctx context.Context, scope string, req []byte) ([]byte, e
 	}, now)
 }
 
-// SetScopePolicy changes a scope's credential policy.
+// SetScopePolicy changes a scope's policy (credentials, MQTT topics).
 func (s *Service) SetScopePolicy(ctx context.Context, p *gatehouse.Principal, scope string, policy gatehouse.ScopePolicy) (*gatehouse.Scope, error) {
 	if err := p.Authorize(scope, gatehouse.RoleAdmin); err != nil {
 		return nil, err
 	}
 	if err := policy.Validate(); err != nil {
 		return nil, err
+	}
+	if policy.MQTT != nil && len(policy.MQTT.TopicTemplates) == 0 {
+		policy.MQTT = nil // the defaults
 	}
 	var out *gatehouse.Scope
 	err := s.update(ctx, func(tx gatehouse.Tx, ev *eventLog) error {

@@ -61,6 +61,16 @@ func (s *Service) GetScope(ctx context.Context, p *gatehouse.Principal, id strin
 	return s.scope(ctx, id)
 }
 
+// ScopePolicy returns a scope's policy, for the device front ends (which
+// act for devices, not principals).
+func (s *Service) ScopePolicy(ctx context.Context, scope string) (gatehouse.ScopePolicy, error) {
+	sc, err := s.scope(ctx, scope)
+	if err != nil {
+		return gatehouse.ScopePolicy{}, err
+	}
+	return sc.Policy, nil
+}
+
 // scope returns the scope or a user-facing not-found error.
 func (s *Service) scope(ctx context.Context, id string) (*gatehouse.Scope, error) {
 	sc, err := s.store.GetScope(ctx, id)

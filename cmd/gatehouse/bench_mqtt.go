@@ -131,7 +131,7 @@ type mqttBenchDevice struct {
 }
 
 func (a *app) benchMQTT(ctx context.Context, o benchMQTTOptions) error {
-	limit, err := raiseFileLimit(uint64(o.sessions) + 4096)
+	limit, err := raiseFileLimit(uint64(o.sessions) + 256)
 	if err != nil {
 		return err
 	}
@@ -285,7 +285,7 @@ func raiseFileLimit(need uint64) (uint64, error) {
 	want := syscall.Rlimit{Cur: need, Max: max(rl.Max, need)}
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
 		return rl.Cur, fmt.Errorf("%d sessions need %d file descriptors, the hard limit is %d and raising it was refused (%v): run ulimit -n %d as root first",
-			need-4096, need, rl.Max, err, need)
+			need-256, need, rl.Max, err, need)
 	}
 	return need, nil
 }

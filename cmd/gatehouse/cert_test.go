@@ -389,12 +389,33 @@ func TestCertCommands(t *testing.T) {
 
 	// scope set-policy keeps what it is not told.
 	wantRows(t, "scope set-policy", n.ok("scope", "set-policy", "--cert-validity", "30d"),
-		`Scope:\s+default`, `Cert validity:\s+30d`, `Renewal overlap:\s+1d`, `Expiry lead time:\s+14d`)
+		`Scope:\s+default`, `Cert validity:\s+30d`, `Renewal overlap:\s+1d`, `Expiry lead time:\s+14d`,
+		`MQTT topics:\s+devices/\{deviceId\}/# \(default\)`)
 	var sc gatehouse.Scope
 	n.okJSON(&sc, "scope", "set-policy", "--renewal-overlap", "36h", "--expiry-lead", "7d")
 	if want := (gatehouse.ScopePolicy{CertValidity: gatehouse.Duration(30 * 24 * time.Hour), RenewalOverlap: gatehouse.Duration(36 * time.Hour),
 		ExpiryLeadTime: gatehouse.Duration(7 * 24 * time.Hour)}); sc.Policy != want {
 		t.Errorf("policy %+v, want %+v", sc.Policy, want)
+	}
+	// MQTT topic templates: set, kept by a later change, refused when
+	// invalid (exit 2, naming the flag), and back to the default.
+	wantRows(t, "scope set-policy --mqtt-topic-template", n.ok("scope", "set-policy", "--mqtt-topic-template", "fleet/{scope}/{deviceId}/#",
+		"--mqtt-topic-template", "devices/{deviceId}/#"),
+		`Scope:\s+default`, `Cert validity:\s+30d`, `Renewal overlap:\s+36h0m0s`, `Expiry lead time:\s+7d`,
+		`MQTT topics:\s+fleet/\{scope\}/\{deviceId\}/#, devices/\{deviceId\}/#`)
+	n.okJSON(&sc, "scope", "set-policy", "--cert-validity", "30d")
+	if sc.Policy.MQTT == nil || strings.Join(sc.Policy.MQTT.TopicTemplates, " ") != "fleet/{scope}/{deviceId}/# devices/{deviceId}/#" {
+		t.Errorf("templates after another change: %+v, want them kept", sc.Policy.MQTT)
+	}
+	for _, bad := range []string{"fleet/+/{deviceId}", "fleet/{device}/#", "$SYS/{deviceId}"} {
+		if r := n.gh("scope", "set-policy", "--mqtt-topic-template", bad); r.code != 2 || !strings.Contains(r.stderr, "--mqtt-topic-template") {
+			t.Errorf("set-policy --mqtt-topic-template %q: exit %d, stderr %q; want 2 naming the flag", bad, r.code, r.stderr)
+		}
+	}
+	sc = gatehouse.Scope{} // decoding leaves members the answer omits
+	n.okJSON(&sc, "scope", "set-policy", "--mqtt-default-topics")
+	if sc.Policy.MQTT != nil {
+		t.Errorf("after --mqtt-default-topics: %+v, want no MQTT policy", sc.Policy.MQTT)
 	}
 	leaf := n.ok("cert", "issue", "--device", "s-1", "--csr", ssl.csr("s1"))
 	ssl.write("s1.pem", []byte(leaf))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -72,20 +73,39 @@ func (a *app) scopeCommand() *cobra.Command {
 
 func (a *app) scopeSetPolicy() *cobra.Command {
 	var scope, validity, overlap, lead string
+	var templates []string
+	var defaultTopics bool
 	cmd := &cobra.Command{
-		Use:   "set-policy [--cert-validity D] [--renewal-overlap D] [--expiry-lead D]",
-		Short: "Set a scope's certificate policy (needs an admin token)",
+		Use:   "set-policy [--cert-validity D] [--renewal-overlap D] [--expiry-lead D] [--mqtt-topic-template T]...",
+		Short: "Set a scope's certificate and MQTT policy (needs an admin token)",
 		Long: `Set how long device certificates are valid, how long a renewed certificate
 stays valid beside its successor, and how long before expiry a
-credential.expiring event is written. Durations are like 90d, 36h or 1h30m;
-settings not given keep their current value.`,
+credential.expiring event is written. Durations are like 90d, 36h or 1h30m.
+
+--mqtt-topic-template (repeatable) replaces the topic spaces the scope's
+devices may use over MQTT (default devices/{deviceId}/#); {deviceId} and
+{scope} fill a whole level, '+' matches one level, a last '#' one or more.
+A device's devices/{deviceId}/config and /reported topics stay its own.
+--mqtt-default-topics returns to the default. Settings not given keep their
+current value.`,
 		Example: `  gatehouse scope set-policy --cert-validity 90d --renewal-overlap 24h --expiry-lead 14d
-  gatehouse scope set-policy --scope acme --cert-validity 30d`,
+  gatehouse scope set-policy --scope acme --cert-validity 30d
+  gatehouse scope set-policy --mqtt-topic-template 'devices/{deviceId}/#' --mqtt-topic-template 'fleet/{scope}/{deviceId}/+'`,
 		Args: cobra.NoArgs,
 		RunE: action(func(cmd *cobra.Command, args []string) error {
 			f := cmd.Flags()
-			if !f.Changed("cert-validity") && !f.Changed("renewal-overlap") && !f.Changed("expiry-lead") {
-				return usagef("nothing to change: pass --cert-validity, --renewal-overlap or --expiry-lead")
+			if !f.Changed("cert-validity") && !f.Changed("renewal-overlap") && !f.Changed("expiry-lead") &&
+				!f.Changed("mqtt-topic-template") && !defaultTopics {
+				return usagef("nothing to change: pass --cert-validity, --renewal-overlap, --expiry-lead, --mqtt-topic-template or --mqtt-default-topics")
+			}
+			if defaultTopics && f.Changed("mqtt-topic-template") {
+				return usagef("--mqtt-default-topics and --mqtt-topic-template exclude each other")
+			}
+			if f.Changed("mqtt-topic-template") {
+				// Checked here too, to name the flag; the server checks again.
+				if _, err := gatehouse.ParseTopicPolicy(templates); err != nil {
+					return usagef("--mqtt-topic-template: %s", gatehouse.ErrorMessage(err))
+				}
 			}
 			c, err := a.client()
 			if err != nil {
@@ -113,6 +133,12 @@ settings not given keep their current value.`,
 				}
 				*set.dst = d
 			}
+			switch {
+			case defaultTopics:
+				policy.MQTT = nil
+			case f.Changed("mqtt-topic-template"):
+				policy.MQTT = &gatehouse.MQTTPolicy{TopicTemplates: templates}
+			}
 			if sc, err = c.SetScopePolicy(cmd.Context(), scope, policy); err != nil {
 				return err
 			}
@@ -125,6 +151,11 @@ settings not given keep their current value.`,
 			t.row("Cert validity:", fmtDuration(p.CertValidity))
 			t.row("Renewal overlap:", fmtDuration(p.RenewalOverlap))
 			t.row("Expiry lead time:", fmtDuration(p.ExpiryLeadTime))
+			topics := []string{gatehouse.DefaultTopicTemplate + " (default)"}
+			if p.MQTT != nil && len(p.MQTT.TopicTemplates) > 0 {
+				topics = p.MQTT.TopicTemplates
+			}
+			t.row("MQTT topics:", strings.Join(topics, ", "))
 			return t.flush()
 		}),
 	}
@@ -133,6 +164,8 @@ settings not given keep their current value.`,
 	f.StringVar(&validity, "cert-validity", "", "how long device certificates are valid (1h to 5 years; default 90d)")
 	f.StringVar(&overlap, "renewal-overlap", "", "how long a renewed certificate stays valid beside its successor (default 24h)")
 	f.StringVar(&lead, "expiry-lead", "", "how long before expiry credential.expiring is announced (default 14d)")
+	f.StringArrayVar(&templates, "mqtt-topic-template", nil, "a topic space of the scope's devices, e.g. 'fleet/{scope}/{deviceId}/#' (repeatable; replaces the list)")
+	f.BoolVar(&defaultTopics, "mqtt-default-topics", false, "return to the default topic space, devices/{deviceId}/#")
 	return cmd
 }
 

@@ -95,6 +95,7 @@ func testScopePolicy(t *testing.T, s gatehouse.Store) {
 		CertValidity:   gatehouse.Duration(2160 * time.Hour),
 		RenewalOverlap: gatehouse.Duration(36*time.Hour + 30*time.Minute),
 		ExpiryLeadTime: gatehouse.Duration(1500 * time.Millisecond), // not a whole unit: kept exactly
+		MQTT:           &gatehouse.MQTTPolicy{TopicTemplates: []string{"fleet/{scope}/{deviceId}/#", "devices/{deviceId}/#"}},
 	}}
 	bare := &gatehouse.Scope{ID: "bare", CreatedAt: created}
 	update(t, s, func(tx gatehouse.Tx) error {
