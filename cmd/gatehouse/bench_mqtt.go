@@ -111,17 +111,17 @@ type benchMQTTResult struct {
 	GOMEMLIMIT     string  `json:"gomemlimit,omitempty"`
 	GOGC           string  `json:"gogc,omitempty"`
 	// The server process.
-	IdleRSS        int64   `json:"server_idle_rss_bytes"` // before any session
-	RSS            int64   `json:"server_rss_bytes"`      // holding every session
-	PeakRSS        int64   `json:"server_peak_rss_bytes"` // VmHWM: the most it ever held
-	RSSPerSession  float64 `json:"server_rss_bytes_per_session"`
-	HeapInuse      int64   `json:"server_heap_inuse_bytes"`
-	StackInuse     int64   `json:"server_stack_inuse_bytes"`
-	Goroutines     int64   `json:"server_goroutines"`
-	DevicesOnline  int64   `json:"server_devices_online"` // as the registry counts them (presence)
-	ClientRSS      int64   `json:"client_rss_bytes"`      // this process, the load generator
-	FileLimit      uint64  `json:"rlimit_nofile"`
-	GOMAXPROCS     int     `json:"gomaxprocs"`
+	IdleRSS       int64   `json:"server_idle_rss_bytes"` // before any session
+	RSS           int64   `json:"server_rss_bytes"`      // holding every session
+	PeakRSS       int64   `json:"server_peak_rss_bytes"` // VmHWM: the most it ever held
+	RSSPerSession float64 `json:"server_rss_bytes_per_session"`
+	HeapInuse     int64   `json:"server_heap_inuse_bytes"`
+	StackInuse    int64   `json:"server_stack_inuse_bytes"`
+	Goroutines    int64   `json:"server_goroutines"`
+	DevicesOnline int64   `json:"server_devices_online"` // as the registry counts them (presence)
+	ClientRSS     int64   `json:"client_rss_bytes"`      // this process, the load generator
+	FileLimit     uint64  `json:"rlimit_nofile"`
+	GOMAXPROCS    int     `json:"gomaxprocs"`
 }
 
 // benchDevice is a device's ID and TLS client certificate.
