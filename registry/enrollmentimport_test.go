@@ -486,3 +486,46 @@ func TestExportEnrollmentsNoSecrets(t *testing.T) {
 		}
 	})
 }
+
+// TestImportEnrollmentsConcurrent runs the same file through two nodes at
+// once: every enrollment is created exactly once (the losing batch runs
+// again and finds it), and every row ends OK.
+func TestImportEnrollmentsConcurrent(t *testing.T) {
+	sealedBackends(t, func(t *testing.T, newReg func() *registry.Service, admin *gatehouse.Principal) {
+		n := registry.ImportBatchSize + 300
+		var b strings.Builder
+		b.WriteString("id,attestation,primaryKey\n")
+		for i := range n {
+			fmt.Fprintf(&b, "c-%05d,symmetric_key,%s\n", i, secretKey(32))
+		}
+		file := b.String()
+		sums := make([]*registry.ImportSummary, 2)
+		done := make(chan int, 2)
+		for node := range 2 {
+			reg := newReg()
+			go func() {
+				defer func() { done <- node }()
+				sum, err := reg.ImportEnrollments(context.Background(), admin, gatehouse.DefaultScope,
+					registry.ImportRequest{Mode: registry.ImportUpsert, Format: registry.ImportCSV, Body: strings.NewReader(file)},
+					func([]registry.ImportResult) error { return nil })
+				if err != nil {
+					t.Errorf("node %d: %v", node, err)
+				}
+				sums[node] = sum
+			}()
+		}
+		<-done
+		<-done
+		if sums[0] == nil || sums[1] == nil {
+			t.Fatal("an import failed")
+		}
+		for i, s := range sums {
+			if !s.Complete || s.OK != n || s.Updated != 0 {
+				t.Errorf("node %d: %+v, want %d rows OK, none updated", i, s, n)
+			}
+		}
+		if created := sums[0].Created + sums[1].Created; created != n {
+			t.Errorf("created %d + %d, want %d in all", sums[0].Created, sums[1].Created, n)
+		}
+	})
+}
