@@ -28,11 +28,14 @@ type node struct {
 }
 
 func startNode(tb testing.TB) *node {
+	return startNodeWith(tb, &server.RateLimits{PerSource: 1e6, SourceBurst: 1e6, PerID: 1e6, IDBurst: 1e6})
+}
+
+func startNodeWith(tb testing.TB, limits *server.RateLimits) *node {
 	tb.Helper()
 	dir := tb.TempDir()
 	srv, err := server.Start(context.Background(), server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
-		MQTTAddr: "127.0.0.1:0", CoAPSAddr: "127.0.0.1:0",
-		RateLimits: &server.RateLimits{PerSource: 1e6, SourceBurst: 1e6, PerID: 1e6, IDBurst: 1e6}})
+		MQTTAddr: "127.0.0.1:0", CoAPSAddr: "127.0.0.1:0", RateLimits: limits})
 	if err != nil {
 		tb.Fatal(err)
 	}

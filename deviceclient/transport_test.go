@@ -22,6 +22,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/gatehouse-iot/gatehouse/deviceclient"
 	"github.com/gatehouse-iot/gatehouse/registry"
+	"github.com/gatehouse-iot/gatehouse/server"
 )
 
 // factoryCA is a device maker's CA, enrolled as an X.509 group.
@@ -285,5 +286,41 @@ func TestRefusalDoesNotFallThrough(t *testing.T) {
 				t.Errorf("the error shows the key: %v", err)
 			}
 		})
+	}
+}
+
+// A 429 does not fall through either: the server is there and asks the
+// device to wait, over whichever protocol. The round ends; the retry waits
+// at least the Retry-After.
+func TestRateLimitDoesNotFallThrough(t *testing.T) {
+	n := startNodeWith(t, &server.RateLimits{PerSource: 0.001, SourceBurst: 1, PerID: 1e6, IDBurst: 1e6})
+	groupKey := n.symmetricGroup(t, "line-1")
+	cfg := deviceclient.Config{ServerURL: n.srv.URL(), RootCAs: n.roots,
+		Protocols:   []deviceclient.Protocol{deviceclient.Native, deviceclient.CoAP},
+		Credentials: deviceclient.Credentials{GroupKey: groupKey}, MQTTAddr: n.mqttAddr(), CoAPAddr: n.coapAddr(),
+		Retry: deviceclient.Retry{Attempts: 2, Initial: time.Millisecond, Max: time.Millisecond}}
+	cfg.RegistrationID = "dev-first"
+	first, _ := deviceclient.New(cfg)
+	if _, err := first.Provision(context.Background()); err != nil {
+		t.Fatalf("the first device, within the burst: %v", err)
+	}
+
+	var fb fallbacks
+	var waits []time.Duration
+	cfg.RegistrationID, cfg.OnFallback = "dev-second", fb.record
+	cfg.OnRetry = func(_ error, d time.Duration) { waits = append(waits, d) }
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	second, _ := deviceclient.New(cfg)
+	_, err := second.Provision(ctx)
+	var e *deviceclient.Error
+	if !errors.As(err, &e) || e.Status != 429 || e.Protocol != deviceclient.Native || e.RetryAfter <= 0 {
+		t.Fatalf("got %v, want 429 over native with a Retry-After", err)
+	}
+	if len(fb.hops) != 0 {
+		t.Errorf("a 429 fell through: %q", fb.hops)
+	}
+	if len(waits) != 1 || waits[0] < e.RetryAfter {
+		t.Errorf("retry waits %v, want one of at least the Retry-After %v", waits, e.RetryAfter)
 	}
 }
