@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -150,8 +151,20 @@ func TestUpdateRetriesDeadlock(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if got := calls.Load(); got != 3 {
-		t.Errorf("fn calls: got %d, want 3 (one of the two retried once)", got)
+	// PostgreSQL breaks the deadlock by aborting one of the two (on a
+	// loaded machine its retry can meet the other again): at least one
+	// retry, and both updates land.
+	if got := calls.Load(); got < 3 {
+		t.Errorf("fn calls: got %d, want at least 3 (a deadlock victim retried)", got)
+	}
+	for i, id := range []string{"a", "b"} {
+		d, err := s.GetDevice(ctx, "acme", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "+" + string(rune('x'+i)); !strings.HasSuffix(d.ETag, want) {
+			t.Errorf("device %s etag %q: writer %d's update is missing", id, d.ETag, i)
+		}
 	}
 }
 
