@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	pahopackets "github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/gatehouse-iot/gatehouse"
@@ -151,7 +152,9 @@ func (e *env) dial(cert *tls.Certificate, cp *paho.Connect) (*client, *paho.Conn
 	c := &client{got: map[string][]string{}, notify: make(chan struct{}, 100), gone: make(chan *paho.Disconnect, 1), dead: make(chan struct{})}
 	var once sync.Once
 	c.Client = paho.NewClient(paho.ClientConfig{
-		Conn: conn,
+		// paho's first PINGREQ comes from another goroutine and could land
+		// inside a SUBSCRIBE written at the same moment (paho.golang #90).
+		Conn: pahopackets.NewThreadSafeConn(conn),
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			c.mu.Lock()
 			c.got[pr.Packet.Topic] = append(c.got[pr.Packet.Topic], string(pr.Packet.Payload))

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	pahopackets "github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/gorilla/websocket"
 
@@ -104,7 +105,7 @@ func TestWebSocket(t *testing.T) {
 		t.Fatalf("dial wss: %v", err)
 	}
 	c := &client{got: map[string][]string{}, notify: make(chan struct{}, 10)}
-	c.Client = paho.NewClient(paho.ClientConfig{Conn: &wsConn{Conn: ws}, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+	c.Client = paho.NewClient(paho.ClientConfig{Conn: pahopackets.NewThreadSafeConn(&wsConn{Conn: ws}), OnPublishReceived: []func(paho.PublishReceived) (bool, error){
 		func(pr paho.PublishReceived) (bool, error) {
 			c.mu.Lock()
 			c.got[pr.Packet.Topic] = append(c.got[pr.Packet.Topic], string(pr.Packet.Payload))

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	pahopackets "github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/gatehouse-iot/gatehouse/adminclient"
@@ -132,7 +133,7 @@ func TestServeMQTTMaxPacketSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	gone := make(chan *paho.Disconnect, 1)
-	c := paho.NewClient(paho.ClientConfig{Conn: conn, OnServerDisconnect: func(d *paho.Disconnect) { gone <- d }})
+	c := paho.NewClient(paho.ClientConfig{Conn: pahopackets.NewThreadSafeConn(conn), OnServerDisconnect: func(d *paho.Disconnect) { gone <- d }})
 	ack, err := c.Connect(ctx, &paho.Connect{ClientID: "d1", KeepAlive: 30, CleanStart: true})
 	if err != nil || ack.ReasonCode != 0 {
 		t.Fatalf("connect: %v (%+v)", err, ack)
