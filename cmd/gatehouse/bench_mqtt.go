@@ -42,6 +42,7 @@ type benchMQTTOptions struct {
 	hold        time.Duration
 	memLimit    string
 	gogc        string
+	godebug     string
 	keepAlive   int
 }
 
@@ -91,6 +92,7 @@ that first (ulimit -n 120000 as root, or LimitNOFILE in systemd).`,
 	f.DurationVar(&o.hold, "hold", 10*time.Second, "how long the sessions are held before the memory is read")
 	f.StringVar(&o.memLimit, "gomemlimit", "", "GOMEMLIMIT of the server process (e.g. 1600MiB); default none")
 	f.StringVar(&o.gogc, "gogc", "", "GOGC of the server process; default the runtime's (100)")
+	f.StringVar(&o.godebug, "godebug", "", "GODEBUG of the server process (e.g. adaptivestackstart=0)")
 	f.IntVar(&o.keepAlive, "keepalive", 600, "MQTT keep-alive of the sessions, in seconds (none is sent during the hold)")
 	cmd.PreRun = func(cmd *cobra.Command, args []string) {
 		if !cmd.Flags().Changed("sources") {
@@ -110,6 +112,7 @@ type benchMQTTResult struct {
 	HoldSeconds    float64 `json:"hold_seconds"`
 	GOMEMLIMIT     string  `json:"gomemlimit,omitempty"`
 	GOGC           string  `json:"gogc,omitempty"`
+	GODEBUG        string  `json:"godebug,omitempty"`
 	// The server process.
 	IdleRSS       int64   `json:"server_idle_rss_bytes"` // before any session
 	RSS           int64   `json:"server_rss_bytes"`      // holding every session
@@ -141,7 +144,7 @@ func (a *app) benchMQTT(ctx context.Context, o benchMQTTOptions) error {
 	}
 	defer os.RemoveAll(dir)
 
-	res := benchMQTTResult{Sessions: o.sessions, Sources: o.sources, GOMEMLIMIT: o.memLimit, GOGC: o.gogc,
+	res := benchMQTTResult{Sessions: o.sessions, Sources: o.sources, GOMEMLIMIT: o.memLimit, GOGC: o.gogc, GODEBUG: o.godebug,
 		FileLimit: limit, GOMAXPROCS: runtime.GOMAXPROCS(0)}
 	fmt.Fprintf(a.stderr, "making %d devices with certificates in %s\n", o.sessions, dir)
 	start := time.Now()
@@ -411,6 +414,9 @@ func startBenchServer(ctx context.Context, dir string, o benchMQTTOptions) (*ben
 	}
 	if o.gogc != "" {
 		cmd.Env = append(cmd.Env, "GOGC="+o.gogc)
+	}
+	if o.godebug != "" {
+		cmd.Env = append(cmd.Env, "GODEBUG="+o.godebug)
 	}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
