@@ -490,3 +490,57 @@ func TestEventSequenceAcrossRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestCommitDelay: after a batch with company, the writer waits for more
+// Updates to join the next one, so two that arrive 50ms apart commit
+// together; with no delay they commit apart.
+func TestCommitDelay(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	for _, tc := range []struct {
+		delay   time.Duration
+		commits int64
+	}{{500 * time.Millisecond, 1}, {0, 2}} {
+		s := MustOpen(t, WithCommitDelay(tc.delay))
+		if err := s.Update(ctx, func(tx gatehouse.Tx) error { return tx.CreateScope(&gatehouse.Scope{ID: "acme", CreatedAt: now}) }); err != nil {
+			t.Fatal(err)
+		}
+		create := func(id string) error {
+			return s.Update(ctx, func(tx gatehouse.Tx) error {
+				return tx.CreateDevice(&gatehouse.Device{ID: id, Scope: "acme", State: gatehouse.StateProvisioned,
+					Connection: gatehouse.Connection{Status: gatehouse.Offline}, Config: []byte(`{}`), Reported: []byte(`{}`), CreatedAt: now, UpdatedAt: now, ETag: "1"})
+			})
+		}
+		// A burst, so that the writer has seen company: hold the writer
+		// with a slow Update while the burst queues behind it.
+		var wg sync.WaitGroup
+		release := make(chan struct{})
+		wg.Go(func() { s.Update(ctx, func(gatehouse.Tx) error { <-release; return nil }) })
+		time.Sleep(20 * time.Millisecond)
+		for i := range 8 {
+			wg.Go(func() {
+				if err := create(fmt.Sprintf("burst-%d", i)); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		time.Sleep(20 * time.Millisecond)
+		close(release)
+		wg.Wait()
+
+		before := s.Stats().Commits
+		wg.Go(func() {
+			if err := create("a"); err != nil {
+				t.Error(err)
+			}
+		})
+		time.Sleep(50 * time.Millisecond)
+		if err := create("b"); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		if got := s.Stats().Commits - before; got != tc.commits {
+			t.Errorf("delay %v: two Updates 50ms apart took %d commits, want %d", tc.delay, got, tc.commits)
+		}
+	}
+}

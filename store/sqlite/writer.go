@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
 )
@@ -50,6 +51,9 @@ type writer struct {
 	seqs      map[string]int64
 	batchSeqs map[string]int64
 	fnSeqs    map[string]int64
+
+	lastBatch int         // how many requests the previous batch took
+	delay     *time.Timer // the commit delay's, stopped when idle
 }
 
 func newWriter(s *Store, conn *sql.Conn) *writer {
@@ -63,6 +67,7 @@ func newWriter(s *Store, conn *sql.Conn) *writer {
 		seqs:      map[string]int64{},
 		batchSeqs: map[string]int64{},
 		fnSeqs:    map[string]int64{},
+		delay:     newStoppedTimer(),
 	}
 }
 
@@ -72,9 +77,13 @@ func (w *writer) run() {
 	defer close(w.stopped)
 	batch := make([]*request, 0, w.s.opts.maxBatch)
 	for {
+		idle := time.Now()
 		r, ok := <-w.queue
 		if !ok {
 			return
+		}
+		if time.Since(idle) > w.s.opts.commitDelay {
+			w.lastBatch = 0 // quiet for a while: this one may be alone
 		}
 		batch = append(batch[:0], r)
 	fill:
@@ -89,6 +98,28 @@ func (w *writer) run() {
 				break fill
 			}
 		}
+		// Commit delay: when the previous batch had company, concurrent
+		// writers are about, so give them a moment to join this one. A
+		// bigger batch spends less CPU per write (one BEGIN, one COMMIT,
+		// one write of each page it dirties, one fsync for all), and a
+		// lone writer never waits.
+		if d := w.s.opts.commitDelay; d > 0 && w.lastBatch > 1 && len(batch) < w.s.opts.maxBatch {
+			w.delay.Reset(d)
+		gather:
+			for len(batch) < w.s.opts.maxBatch {
+				select {
+				case r, ok := <-w.queue:
+					if !ok {
+						break gather
+					}
+					batch = append(batch, r)
+				case <-w.delay.C:
+					break gather
+				}
+			}
+			w.delay.Stop()
+		}
+		w.lastBatch = len(batch)
 		live := batch[:0]
 		for _, r := range batch {
 			if r.state.CompareAndSwap(queued, claimed) {
@@ -213,4 +244,10 @@ func (w *writer) call(fn func(gatehouse.Tx) error) (res result) {
 		}
 	}()
 	return result{err: fn(&tx{w: w})}
+}
+
+func newStoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
 }
