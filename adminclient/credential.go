@@ -174,7 +174,7 @@ func (c *Client) OCSP(ctx context.Context, scope string, req []byte) ([]byte, er
 		contentType: "application/ocsp-request", header: http.Header{"Accept": {"application/ocsp-response"}}})
 }
 
-// SetScopePolicy replaces a scope's credential policy (an admin token is
+// SetScopePolicy replaces a scope's policy, credentials and MQTT topics (an admin token is
 // needed); zero fields take the defaults.
 func (c *Client) SetScopePolicy(ctx context.Context, scope string, policy gatehouse.ScopePolicy) (*gatehouse.Scope, error) {
 	var sc gatehouse.Scope

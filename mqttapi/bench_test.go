@@ -217,7 +217,10 @@ func BenchmarkMTLSConnect(b *testing.B) {
 // BenchmarkHeldConnections holds many device sessions at once (opened by
 // a child process, so that only the server's memory is measured) and
 // reports the server's memory per connection. Set
-// GATEHOUSE_BENCH_CONNS (default 5000).
+// GATEHOUSE_BENCH_CONNS (default 5000); GATEHOUSE_BENCH_HEAPPROFILE and
+// GATEHOUSE_BENCH_GOROUTINES name files for a heap profile and a goroutine
+// dump taken while the sessions are held; GATEHOUSE_BENCH_DEBUG=1 logs the
+// runtime's stack figures (initial goroutine stack size, stack memory).
 func BenchmarkHeldConnections(b *testing.B) {
 	n := 5000
 	if v, err := strconv.Atoi(os.Getenv("GATEHOUSE_BENCH_CONNS")); err == nil && v > 0 {
