@@ -60,7 +60,7 @@ type Limits struct {
 // Bounds of the limits that have them (the protocol's own, or what
 // keeps the broker usable).
 const (
-	MinPacketSize = 256       // a CONNECT with a SAS token and a long username must fit
+	MinPacketSize = 512       // a CONNECT with a SAS token (about 300 bytes) must fit
 	MaxPacketSize = 268435455 // the largest MQTT packet
 )
 

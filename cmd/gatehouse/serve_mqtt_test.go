@@ -45,7 +45,7 @@ func TestServeMQTTLimitFlags(t *testing.T) {
 			func(l *mqttapi.Limits) { l.MaxPacketSize, l.ConnectBurst = 4096, 1 }, ""},
 		{"flag wins over env", []string{"--mqtt-max-packet-size", "1024"}, map[string]string{"GATEHOUSE_MQTT_MAX_PACKET_SIZE": "4096"},
 			func(l *mqttapi.Limits) { l.MaxPacketSize = 1024 }, ""},
-		{"too small a packet", []string{"--mqtt-max-packet-size", "100"}, nil, nil, "at least 256 bytes"},
+		{"too small a packet", []string{"--mqtt-max-packet-size", "100"}, nil, nil, "at least 512 bytes"},
 		{"not a number", []string{"--mqtt-max-inflight", "many"}, nil, nil, `--mqtt-max-inflight "many": not a valid value`},
 		{"inflight over 16 bits", []string{"--mqtt-max-inflight", "70000"}, nil, nil, "--mqtt-max-inflight"},
 		{"expiry under a second", []string{"--mqtt-session-expiry", "10ms"}, nil, nil, "between 1s"},
