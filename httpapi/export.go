@@ -45,93 +45,24 @@ func (h *Handler) exportDevices(w http.ResponseWriter, r *http.Request) error {
 		return gatehouse.Errorf(gatehouse.EInvalid, "format must be csv or ndjson")
 	}
 	ctx, p, scope := r.Context(), principal(r), r.PathValue("scope")
-	var keys []string
-	if format == "csv" {
-		if tagKeys != "" {
-			for k := range strings.SplitSeq(tagKeys, ",") {
-				if err := gatehouse.ValidateTagKey(k); err != nil {
-					return err
-				}
-				keys = append(keys, k)
+	return streamExport(h, w, r, exportSpec[*gatehouse.Device]{
+		format: format, tagKeys: tagKeys,
+		walk: func(fn func([]*gatehouse.Device) error) error { return h.reg.ExportDevices(ctx, p, scope, dq, fn) },
+		tags: func(d *gatehouse.Device) map[string]string { return d.Tags },
+		header: func(keys []string) []string {
+			header := []string{"id", "state", "etag", "config"}
+			for _, k := range keys {
+				header = append(header, "tags."+k)
 			}
-		} else {
-			// The tag columns are every key among the selected devices: a
-			// first pass reads them (pass tagKeys to skip it).
-			seen := map[string]bool{}
-			err := h.reg.ExportDevices(ctx, p, scope, dq, func(ds []*gatehouse.Device) error {
-				for _, d := range ds {
-					for k := range d.Tags {
-						seen[k] = true
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			for k := range seen {
-				keys = append(keys, k)
-			}
-			slices.Sort(keys)
-		}
-	}
-	http.NewResponseController(w).SetWriteDeadline(time.Time{})
-	bw := bufio.NewWriterSize(w, 64<<10)
-	started := false
-	var cw *csv.Writer
-	var row []string
-	start := func() {
-		if started {
-			return
-		}
-		started = true
-		if format == "csv" {
-			w.Header().Set("Content-Type", mediaCSV)
-			w.WriteHeader(http.StatusOK)
-			cw = csv.NewWriter(bw)
-			row = append([]string{"id", "state", "etag", "config"}, make([]string, len(keys))...)
+			return header
+		},
+		row: func(row []string, d *gatehouse.Device, keys []string) {
+			row[0], row[1], row[2], row[3] = d.ID, string(d.State), d.ETag, string(d.Config)
 			for i, k := range keys {
-				row[4+i] = "tags." + k
+				row[4+i] = d.Tags[k]
 			}
-			cw.Write(row)
-			return
-		}
-		w.Header().Set("Content-Type", mediaNDJSON)
-		w.WriteHeader(http.StatusOK)
-	}
-	enc := json.NewEncoder(bw)
-	err = h.reg.ExportDevices(ctx, p, scope, dq, func(ds []*gatehouse.Device) error {
-		start()
-		for _, d := range ds {
-			if cw != nil {
-				row[0], row[1], row[2], row[3] = d.ID, string(d.State), d.ETag, string(d.Config)
-				for i, k := range keys {
-					row[4+i] = d.Tags[k]
-				}
-				cw.Write(row)
-			} else if err := enc.Encode(d); err != nil {
-				return err
-			}
-		}
-		if cw != nil {
-			cw.Flush()
-		}
-		return bw.Flush()
+		},
 	})
-	if err != nil && !started {
-		return err
-	}
-	if err != nil {
-		// Mid-stream: all that is left is to break the response off, so
-		// that the client sees a truncated body, not a complete one.
-		h.log.ErrorContext(ctx, "export stopped", "scope", scope, "err", err)
-		panic(http.ErrAbortHandler)
-	}
-	start()
-	if cw != nil {
-		cw.Flush()
-	}
-	return bw.Flush()
 }
 
 // exportEnrollments streams a scope's enrollments (filtered by type and
@@ -158,10 +89,44 @@ func (h *Handler) exportEnrollments(w http.ResponseWriter, r *http.Request) erro
 		return gatehouse.Errorf(gatehouse.EInvalid, "format must be csv or ndjson")
 	}
 	ctx, p, scope := r.Context(), principal(r), r.PathValue("scope")
+	return streamExport(h, w, r, exportSpec[*gatehouse.Enrollment]{
+		format: format, tagKeys: tagKeys,
+		walk: func(fn func([]*gatehouse.Enrollment) error) error {
+			return h.reg.ExportEnrollments(ctx, p, scope, eq, fn)
+		},
+		tags: func(e *gatehouse.Enrollment) map[string]string { return e.InitialTags },
+		header: func(keys []string) []string {
+			header := slices.Clone(registry.EnrollmentCSVColumns)
+			for _, k := range keys {
+				header = append(header, "tags."+k)
+			}
+			return header
+		},
+		row: func(row []string, e *gatehouse.Enrollment, keys []string) { registry.EnrollmentCSVRow(row, e, keys) },
+	})
+}
+
+// exportSpec says how to stream one kind of record: walk hands them out a
+// batch at a time; tags, header and row make the CSV form, whose tag
+// columns are tagKeys or, if empty, every key among the records (found by a
+// first walk).
+type exportSpec[T any] struct {
+	format, tagKeys string
+	walk            func(func([]T) error) error
+	tags            func(T) map[string]string
+	header          func(tagKeys []string) []string
+	row             func(row []string, v T, tagKeys []string)
+}
+
+// streamExport writes the records spec.walk yields as NDJSON or CSV,
+// flushing each batch. An error before the first byte is a problem
+// document; one mid-stream breaks the response off, so that the client
+// sees a truncated body rather than a complete one.
+func streamExport[T any](h *Handler, w http.ResponseWriter, r *http.Request, spec exportSpec[T]) error {
 	var keys []string
-	if format == "csv" {
-		if tagKeys != "" {
-			for k := range strings.SplitSeq(tagKeys, ",") {
+	if spec.format == "csv" {
+		if spec.tagKeys != "" {
+			for k := range strings.SplitSeq(spec.tagKeys, ",") {
 				if err := gatehouse.ValidateTagKey(k); err != nil {
 					return err
 				}
@@ -169,9 +134,9 @@ func (h *Handler) exportEnrollments(w http.ResponseWriter, r *http.Request) erro
 			}
 		} else {
 			seen := map[string]bool{}
-			err := h.reg.ExportEnrollments(ctx, p, scope, eq, func(es []*gatehouse.Enrollment) error {
-				for _, e := range es {
-					for k := range e.InitialTags {
+			err := spec.walk(func(vs []T) error {
+				for _, v := range vs {
+					for k := range spec.tags(v) {
 						seen[k] = true
 					}
 				}
@@ -196,14 +161,11 @@ func (h *Handler) exportEnrollments(w http.ResponseWriter, r *http.Request) erro
 			return
 		}
 		started = true
-		if format == "csv" {
+		if spec.format == "csv" {
 			w.Header().Set("Content-Type", mediaCSV)
 			w.WriteHeader(http.StatusOK)
 			cw = csv.NewWriter(bw)
-			header := slices.Clone(registry.EnrollmentCSVColumns)
-			for _, k := range keys {
-				header = append(header, "tags."+k)
-			}
+			header := spec.header(keys)
 			cw.Write(header)
 			row = make([]string, len(header))
 			return
@@ -212,13 +174,13 @@ func (h *Handler) exportEnrollments(w http.ResponseWriter, r *http.Request) erro
 		w.WriteHeader(http.StatusOK)
 	}
 	enc := json.NewEncoder(bw)
-	err = h.reg.ExportEnrollments(ctx, p, scope, eq, func(es []*gatehouse.Enrollment) error {
+	err := spec.walk(func(vs []T) error {
 		start()
-		for _, e := range es {
+		for _, v := range vs {
 			if cw != nil {
-				registry.EnrollmentCSVRow(row, e, keys)
+				spec.row(row, v, keys)
 				cw.Write(row)
-			} else if err := enc.Encode(e); err != nil {
+			} else if err := enc.Encode(v); err != nil {
 				return err
 			}
 		}
@@ -231,7 +193,7 @@ func (h *Handler) exportEnrollments(w http.ResponseWriter, r *http.Request) erro
 		return err
 	}
 	if err != nil {
-		h.log.ErrorContext(ctx, "export stopped", "scope", scope, "err", err)
+		h.log.ErrorContext(r.Context(), "export stopped", "path", r.URL.Path, "err", err)
 		panic(http.ErrAbortHandler)
 	}
 	start()
