@@ -47,6 +47,7 @@ type Store interface {
 type Reader interface {
 	WebhookReader
 	CountReader
+	ImportJobReader
 
 	GetScope(ctx context.Context, id string) (*Scope, error)
 	ListScopes(ctx context.Context) ([]*Scope, error)
@@ -100,6 +101,7 @@ type Reader interface {
 // commit. Any other error may have ended the transaction; fn should return it.
 type Tx interface {
 	WebhookTx
+	ImportJobTx
 
 	GetScope(id string) (*Scope, error)
 	CreateScope(s *Scope) error

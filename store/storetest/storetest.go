@@ -54,6 +54,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Webhooks", func(t *testing.T) { testWebhooks(t, newStore) })
 	t.Run("QueryEvents", func(t *testing.T) { testQueryEvents(t, newStore(t)) })
 	t.Run("Counts", func(t *testing.T) { testCounts(t, newStore(t)) })
+	t.Run("ImportJobs", func(t *testing.T) { testImportJobs(t, newStore) })
 }
 
 func testReady(t *testing.T, s gatehouse.Store) {
