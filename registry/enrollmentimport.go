@@ -86,8 +86,9 @@ func (s *Service) ImportEnrollments(ctx context.Context, p *gatehouse.Principal,
 			return rec.Row, id, it, rowErr, nil
 		},
 		commit: func(ctx context.Context, b *importBatch[*enrollmentItem]) error {
-			return s.commitEnrollmentImport(ctx, scope, req.Mode, p, b)
+			return s.commitEnrollmentImport(ctx, scope, req.Mode, p, b, req.hook)
 		},
+		hook: req.hook, update: s.update,
 	}
 	return runImport(ctx, src, emit), nil
 }
@@ -215,13 +216,19 @@ func checkAttestationFields(a gatehouse.Attestation) error {
 
 // commitEnrollmentImport applies the records of b not refused already, in
 // one transaction, and fills in their results.
-func (s *Service) commitEnrollmentImport(ctx context.Context, scope string, mode ImportMode, p *gatehouse.Principal, b *importBatch[*enrollmentItem]) error {
+func (s *Service) commitEnrollmentImport(ctx context.Context, scope string, mode ImportMode, p *gatehouse.Principal, b *importBatch[*enrollmentItem], hook batchHook) error {
 	var results []ImportResult
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		err = s.update(ctx, func(tx gatehouse.Tx, ev *eventLog) error {
 			results = append(results[:0], b.results...)
-			return s.applyEnrollmentImport(tx, ev, scope, mode, p, b, results)
+			if err := s.applyEnrollmentImport(tx, ev, scope, mode, p, b, results); err != nil {
+				return err
+			}
+			if hook != nil {
+				return hook(tx, ev, results)
+			}
+			return nil
 		})
 		if !errors.Is(err, errImportRace) {
 			break

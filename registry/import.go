@@ -50,7 +50,19 @@ type ImportRequest struct {
 	Mode   ImportMode
 	Format ImportFormat
 	Body   io.Reader
+
+	// hook, if set, runs in the transaction of every batch (an import job
+	// records its progress there).
+	hook batchHook
 }
+
+// batchHook runs inside the transaction of each batch with the batch's
+// results, and, for a batch whose records were all refused before a
+// transaction, in one of its own: an import job counts its progress there,
+// so that its status never counts records that did not commit. An error
+// rolls the batch back and stops the import. It may run more than once for
+// one batch (a retried transaction), so it must not act outside tx.
+type batchHook func(tx gatehouse.Tx, ev *eventLog, results []ImportResult) error
 
 // Import row statuses.
 const (
@@ -132,6 +144,10 @@ type importSource[T any] struct {
 	// commit applies the batch's records whose result is still empty, in
 	// one transaction, and fills in their results.
 	commit func(ctx context.Context, b *importBatch[T]) error
+	// hook and update run a batch's batchHook alone, for a batch with
+	// nothing to commit (commit runs it otherwise).
+	hook   batchHook
+	update func(ctx context.Context, fn func(tx gatehouse.Tx, ev *eventLog) error) error
 }
 
 // ImportDevices reads req.Body record by record and applies it in batches
@@ -170,8 +186,9 @@ func (s *Service) ImportDevices(ctx context.Context, p *gatehouse.Principal, sco
 			return rec.Row, rec.ID, deviceItem{rec, cand}, rowErr, nil
 		},
 		commit: func(ctx context.Context, b *importBatch[deviceItem]) error {
-			return s.commitImport(ctx, scope, req.Mode, actor, b)
+			return s.commitImport(ctx, scope, req.Mode, actor, b, req.hook)
 		},
+		hook: req.hook, update: s.update,
 	}
 	return runImport(ctx, src, emit), nil
 }
@@ -207,6 +224,11 @@ func runImport[T any](ctx context.Context, src importSource[T], emit func([]Impo
 		}
 		if pending {
 			if err := src.commit(ctx, b); err != nil {
+				return stop(err)
+			}
+		} else if src.hook != nil {
+			err := src.update(ctx, func(tx gatehouse.Tx, ev *eventLog) error { return src.hook(tx, ev, b.results) })
+			if err != nil {
 				return stop(err)
 			}
 		}
@@ -356,7 +378,7 @@ var errImportRace = errors.New("import: a device appeared while the batch ran")
 
 // commitImport applies the records of b not refused already, in one
 // transaction, and fills in their results.
-func (s *Service) commitImport(ctx context.Context, scope string, mode ImportMode, actor string, b *importBatch[deviceItem]) error {
+func (s *Service) commitImport(ctx context.Context, scope string, mode ImportMode, actor string, b *importBatch[deviceItem], hook batchHook) error {
 	var results []ImportResult
 	var revoked bool
 	var err error
@@ -364,6 +386,9 @@ func (s *Service) commitImport(ctx context.Context, scope string, mode ImportMod
 		err = s.update(ctx, func(tx gatehouse.Tx, ev *eventLog) error {
 			results = append(results[:0], b.results...)
 			revoked, err = s.applyImport(tx, ev, scope, mode, actor, b, results)
+			if err == nil && hook != nil {
+				err = hook(tx, ev, results)
+			}
 			return err
 		})
 		if !errors.Is(err, errImportRace) {

@@ -27,6 +27,8 @@ type Service struct {
 	// verified caches certificate chains that verified (signature work
 	// only; never status).
 	verified verifyCache
+	// jobs runs import jobs; nil unless WithImportJobs.
+	jobs *jobRunner
 }
 
 // Option configures a Service.
