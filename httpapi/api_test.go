@@ -421,7 +421,7 @@ func sampleBody(t *testing.T, rt route) any {
 		return map[string]string{"name": "n", "role": "viewer"}
 	case "POST /v1/scopes/{scope}/devices":
 		return map[string]string{"id": "new-dev"}
-	case "POST /v1/scopes/{scope}/imports":
+	case "POST /v1/scopes/{scope}/imports", "POST /v1/scopes/{scope}/import-jobs":
 		return map[string]string{"id": "imported-dev"} // one NDJSON line
 	case "PATCH /v1/scopes/{scope}/devices/{id}":
 		return map[string]any{"tags": map[string]string{"k": "v"}}
@@ -483,6 +483,12 @@ func TestCrossScopeDenial(t *testing.T) {
 	if _, err := e.reg.NewVerificationCode(t.Context(), mustPrincipal(t, e), "default", "dev-1"); err != nil {
 		t.Fatal(err)
 	}
+	// A finished import job of scope default, for the import-jobs routes.
+	var victimJob struct {
+		ID string `json:"id"`
+	}
+	e.do("POST", "/v1/scopes/default/import-jobs", e.admin, "id\njob-dev\n", "Content-Type", mediaCSV).want(t, http.StatusAccepted).decode(t, &victimJob)
+	e.waitJob("default", victimJob.ID, e.admin)
 	state := func() string {
 		// Events record every change; the CA, policy and credentials are
 		// compared as well.
@@ -490,7 +496,8 @@ func TestCrossScopeDenial(t *testing.T) {
 			string(e.do("GET", "/v1/scopes/default/ca", e.admin, nil).want(t, 200).body) +
 			string(e.do("GET", "/v1/scopes/default", e.admin, nil).want(t, 200).body) +
 			string(e.do("GET", "/v1/scopes/default/credentials", e.admin, nil).want(t, 200).body) +
-			string(e.do("GET", "/v1/scopes/default/enrollments", e.admin, nil).want(t, 200).body)
+			string(e.do("GET", "/v1/scopes/default/enrollments", e.admin, nil).want(t, 200).body) +
+			string(e.do("GET", "/v1/scopes/default/import-jobs", e.admin, nil).want(t, 200).body)
 	}
 	before := state()
 
@@ -503,6 +510,9 @@ func TestCrossScopeDenial(t *testing.T) {
 		if strings.Contains(rt.path, "/tokens/") {
 			id = victimTokenID
 		}
+		if strings.Contains(rt.path, "/import-jobs/") {
+			id = victimJob.ID
+		}
 		path := fillPath(rt.path, "default", id, "{serial}", victimCert.Serial, "{credentialId}", victimCert.Serial)
 		r := e.do(rt.method, path, otherAdmin, sampleBody(t, rt))
 		if r.status != 403 && r.status != 404 {
@@ -510,7 +520,7 @@ func TestCrossScopeDenial(t *testing.T) {
 		}
 		var p Problem
 		r.decode(t, &p)
-		if strings.Contains(p.Detail, "dev-1") || strings.Contains(p.Detail, victimTokenID) || strings.Contains(p.Detail, victimCert.Serial) {
+		if strings.Contains(p.Detail, "dev-1") || strings.Contains(p.Detail, victimJob.ID) || strings.Contains(p.Detail, victimTokenID) || strings.Contains(p.Detail, victimCert.Serial) {
 			t.Errorf("other scope's admin: %s %s reveals data: %s", rt.method, path, r.body)
 		}
 		// The stream authorises before it starts.

@@ -57,6 +57,13 @@ func (s *syncBuffer) String() string {
 // CA (so every scope gets an issuing CA) and the bootstrap applied, returning the global admin token's secret.
 func mustOpenRegistry(tb testing.TB) (*registry.Service, string) {
 	tb.Helper()
+	return mustOpenRegistryWith(tb, registry.ImportJobConfig{})
+}
+
+// mustOpenRegistryWith is mustOpenRegistry with import jobs configured as
+// jobs says (running until the test ends).
+func mustOpenRegistryWith(tb testing.TB, jobs registry.ImportJobConfig) (*registry.Service, string) {
+	tb.Helper()
 	st, err := sqlite.Open(filepath.Join(tb.TempDir(), "gh.db"))
 	if err != nil {
 		tb.Fatalf("open store: %v", err)
@@ -73,10 +80,17 @@ func mustOpenRegistry(tb testing.TB) (*registry.Service, string) {
 	if err != nil {
 		tb.Fatalf("installation CA: %v", err)
 	}
-	reg := registry.New(st, registry.WithCA(root, kr))
+	if jobs.Dir == "" {
+		jobs.Dir = filepath.Join(tb.TempDir(), "import-jobs")
+	}
+	reg := registry.New(st, registry.WithCA(root, kr), registry.WithImportJobs(jobs))
 	if err := reg.EnsureScope(ctx, gatehouse.DefaultScope); err != nil {
 		tb.Fatalf("ensure default scope: %v", err)
 	}
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); reg.RunImportJobs(runCtx) }()
+	tb.Cleanup(func() { stop(); <-done })
 	g, err := reg.CreateGlobalAdminToken(ctx, "admin")
 	if err != nil {
 		tb.Fatalf("create admin token: %v", err)
@@ -87,7 +101,13 @@ func mustOpenRegistry(tb testing.TB) (*registry.Service, string) {
 // newEnv boots the API. wrap, if not nil, wraps the registry (to inject faults).
 func newEnv(t *testing.T, wrap func(Registry) Registry, opts ...Option) *env {
 	t.Helper()
-	reg, admin := mustOpenRegistry(t)
+	return newEnvWith(t, registry.ImportJobConfig{}, wrap, opts...)
+}
+
+// newEnvWith is newEnv with import jobs configured as jobs says.
+func newEnvWith(t *testing.T, jobs registry.ImportJobConfig, wrap func(Registry) Registry, opts ...Option) *env {
+	t.Helper()
+	reg, admin := mustOpenRegistryWith(t, jobs)
 	logs := &syncBuffer{}
 	var r Registry = reg
 	if wrap != nil {

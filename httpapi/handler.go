@@ -40,6 +40,11 @@ type Registry interface {
 	ImportDevices(ctx context.Context, p *gatehouse.Principal, scope string, req registry.ImportRequest, emit func([]registry.ImportResult) error) (*registry.ImportSummary, error)
 	ImportEnrollments(ctx context.Context, p *gatehouse.Principal, scope string, req registry.ImportRequest, emit func([]registry.ImportResult) error) (*registry.ImportSummary, error)
 	ExportEnrollments(ctx context.Context, p *gatehouse.Principal, scope string, q registry.EnrollmentExportQuery, fn func([]*gatehouse.Enrollment) error) error
+	CreateImportJob(ctx context.Context, p *gatehouse.Principal, scope string, req registry.ImportJobCreate) (*registry.ImportJobInfo, error)
+	GetImportJob(ctx context.Context, p *gatehouse.Principal, scope, id string) (*registry.ImportJobInfo, error)
+	ListImportJobs(ctx context.Context, p *gatehouse.Principal, scope, cursor string, limit int) (*registry.ImportJobPage, error)
+	CancelImportJob(ctx context.Context, p *gatehouse.Principal, scope, id string) (*registry.ImportJobInfo, error)
+	ImportJobResults(ctx context.Context, p *gatehouse.Principal, scope, id string) (*registry.ImportJobResults, error)
 
 	Events(ctx context.Context, p *gatehouse.Principal, scope string, after int64, limit int) ([]*gatehouse.Event, error)
 	EventSignal(scope string) <-chan struct{}
