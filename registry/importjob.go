@@ -211,6 +211,7 @@ func (s *Service) CreateImportJob(ctx context.Context, p *gatehouse.Principal, s
 		if !keep {
 			os.Remove(r.spoolPath(id))
 			r.release(id)
+			r.wg.Done()
 		}
 	}()
 	if _, err := s.scope(ctx, scope); err != nil {
@@ -230,7 +231,6 @@ func (s *Service) CreateImportJob(ctx context.Context, p *gatehouse.Principal, s
 		return nil, err
 	}
 	keep = true
-	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
 		defer r.release(id)
@@ -241,7 +241,8 @@ func (s *Service) CreateImportJob(ctx context.Context, p *gatehouse.Principal, s
 	return importJobInfo(j), nil
 }
 
-// reserve takes one of the node's job slots for id.
+// reserve takes one of the node's job slots for id, counted in r.wg until
+// the job ends (or its upload fails).
 func (r *jobRunner) reserve(id string) (context.Context, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -252,6 +253,7 @@ func (r *jobRunner) reserve(id string) (context.Context, error) {
 		return nil, gatehouse.Errorf(gatehouse.ERateLimited, "this node already runs %d import jobs, its limit; try again when one has finished", r.cfg.MaxConcurrent)
 	}
 	r.active[id] = true
+	r.wg.Add(1)
 	return r.base, nil
 }
 
@@ -640,6 +642,10 @@ func (s *Service) RunImportJobs(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
+			// No job starts after this; wait for the running ones.
+			r.mu.Lock()
+			r.base = nil
+			r.mu.Unlock()
 			r.wg.Wait()
 			return
 		case <-t.C:

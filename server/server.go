@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,6 +42,8 @@ const (
 	CAFile         = "ca.pem"      // the installation root certificate clients trust
 	URLFile        = "url"         // this node's HTTPS URL, for the CLI
 	SQLiteFile     = "gatehouse.db"
+	NodeIDFile     = "node-id"     // this node's name among nodes sharing a database
+	ImportJobsDir  = "import-jobs" // encrypted import spools and result files, 0700
 )
 
 // Config configures a node. The zero value is a working embedded node.
@@ -69,6 +73,16 @@ type Config struct {
 	// connections per source address, queues); zero members take the
 	// defaults of mqttapi.Limits.
 	MQTTLimits mqttapi.Limits
+	// ImportJobs bounds the background imports this node runs; zero
+	// members take the registry's defaults (2 at once, 1 GiB, 7 days).
+	ImportJobs ImportJobLimits
+}
+
+// ImportJobLimits bounds a node's import jobs.
+type ImportJobLimits struct {
+	MaxConcurrent int
+	MaxUpload     int64
+	TTL           time.Duration
 }
 
 // RateLimits bounds device-facing requests, per node: per source address
@@ -95,6 +109,7 @@ type Server struct {
 
 	sweeperDone  chan struct{}
 	presenceDone chan struct{}
+	jobsDone     chan struct{}
 
 	mqtt *mqttNode // nil when no MQTT listener is configured
 	coap *coapNode // nil when no CoAP listener is configured
@@ -140,7 +155,16 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("installation CA: %w", err)
 	}
-	s.registry = registry.New(s.store, registry.WithLogger(s.log), registry.WithClock(cfg.Now), registry.WithCA(root, kr))
+	node, err := loadNodeID(filepath.Join(cfg.DataDir, NodeIDFile))
+	if err != nil {
+		return nil, err
+	}
+	jobs := registry.ImportJobConfig{
+		Dir: filepath.Join(cfg.DataDir, ImportJobsDir), Node: node, MaxConcurrent: cfg.ImportJobs.MaxConcurrent,
+		MaxUpload: cfg.ImportJobs.MaxUpload, TTL: cfg.ImportJobs.TTL,
+	}
+	s.registry = registry.New(s.store, registry.WithLogger(s.log), registry.WithClock(cfg.Now), registry.WithCA(root, kr),
+		registry.WithImportJobs(jobs))
 	if err := s.registry.EnsureScope(ctx, gatehouse.DefaultScope); err != nil {
 		return nil, fmt.Errorf("create default scope: %w", err)
 	}
@@ -213,6 +237,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		defer close(s.presenceDone)
 		s.registry.RunPresence(base)
 	}()
+	s.jobsDone = make(chan struct{})
+	go func() {
+		defer close(s.jobsDone)
+		s.registry.RunImportJobs(base)
+	}()
 	s.log.Info("gatehouse serving", "url", s.url, "addr", s.ln.Addr().String(), "data_dir", cfg.DataDir,
 		"database", databaseKind(cfg.Database), "ca_file", filepath.Join(cfg.DataDir, CAFile))
 	return s, nil
@@ -261,6 +290,9 @@ func (s *Server) Close() error {
 		}
 		if s.presenceDone != nil {
 			<-s.presenceDone // the last presence updates are written
+		}
+		if s.jobsDone != nil {
+			<-s.jobsDone // running import jobs stopped between batches and marked failed
 		}
 	} else if s.ln != nil {
 		s.ln.Close()
@@ -373,4 +405,27 @@ func (s *Server) sweep(ctx context.Context, every time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// loadNodeID reads this node's name from path, creating it on first start.
+// It names the node that holds an import job's spool, so that the node,
+// restarted, fails the jobs it can no longer read.
+func loadNodeID(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id, nil
+		}
+	} else if !os.IsNotExist(err) {
+		return "", fmt.Errorf("read %s: %w", NodeIDFile, err)
+	}
+	raw := make([]byte, 8)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	id := "node-" + hex.EncodeToString(raw)
+	if err := ca.WriteFileAtomic(path, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("write %s: %w", NodeIDFile, err)
+	}
+	return id, nil
 }

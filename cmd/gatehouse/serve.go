@@ -45,8 +45,9 @@ URL to DATA/url, so that admin commands on the same host need no flags.
 Every flag may also be set by an environment variable (the flag wins):
 GATEHOUSE_DATA_DIR, GATEHOUSE_HTTP_ADDR, GATEHOUSE_DATABASE,
 GATEHOUSE_PUBLIC_HOST (comma-separated), GATEHOUSE_LOG_FORMAT,
-GATEHOUSE_MASTER_KEY_FILE; the MQTT limits take GATEHOUSE_ and the flag's
-name in capitals with underscores (GATEHOUSE_MQTT_MAX_PACKET_SIZE).`,
+GATEHOUSE_MASTER_KEY_FILE; the MQTT and import job limits take GATEHOUSE_ and
+the flag's name in capitals with underscores (GATEHOUSE_MQTT_MAX_PACKET_SIZE,
+GATEHOUSE_IMPORT_MAX_UPLOAD).`,
 		Args: cobra.NoArgs,
 		RunE: action(func(cmd *cobra.Command, args []string) error {
 			cfg, err := serveConfig(cmd.Flags(), a.getenv)
@@ -77,6 +78,7 @@ name in capitals with underscores (GATEHOUSE_MQTT_MAX_PACKET_SIZE).`,
 	f.String("mqtt-hook-secret-file", "", "file holding the bearer secret external brokers (EMQX, mosquitto-go-auth) send to /hooks/emqx/; without it the hook is off (env "+envMQTTHookFile+")")
 	f.String("coap-addr", "off", "address of a plain CoAP listener serving only discovery (env "+envCoAPAddr+")")
 	addMQTTLimitFlags(f)
+	addImportJobFlags(f)
 	return cmd
 }
 
@@ -150,6 +152,9 @@ func serveConfig(flags *pflag.FlagSet, getenv func(string) string) (serveSetting
 		return s, err
 	}
 	s.MQTTLimits = lim
+	if s.ImportJobs, err = importJobLimits(value); err != nil {
+		return s, err
+	}
 	if path := value("mqtt-hook-secret-file", envMQTTHookFile); path != "" {
 		raw, err := os.ReadFile(path)
 		if err != nil {

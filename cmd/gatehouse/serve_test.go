@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/gatehouse-iot/gatehouse/server"
 	"os"
 	"path/filepath"
 	"slices"
@@ -130,5 +131,37 @@ func TestServe(t *testing.T) {
 	}
 	if r := ghEnv(t, nil, "serve", "--log-format", "xml"); r.code != 2 {
 		t.Errorf("serve --log-format xml: %+v, want exit 2", r)
+	}
+}
+
+func TestServeImportJobConfig(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want server.ImportJobLimits
+		err  string
+	}{
+		{"defaults", nil, nil, server.ImportJobLimits{MaxConcurrent: 2, MaxUpload: 1 << 30, TTL: 7 * 24 * time.Hour}, ""},
+		{"flags", []string{"--import-max-jobs", "4", "--import-max-upload", "64MiB", "--import-job-ttl", "36h"}, nil,
+			server.ImportJobLimits{MaxConcurrent: 4, MaxUpload: 64 << 20, TTL: 36 * time.Hour}, ""},
+		{"env", nil, map[string]string{envImportMaxJobs: "1", envImportMaxUpload: "1000", envImportJobTTL: "1d"},
+			server.ImportJobLimits{MaxConcurrent: 1, MaxUpload: 1000, TTL: 24 * time.Hour}, ""},
+		{"bad jobs", []string{"--import-max-jobs", "0"}, nil, server.ImportJobLimits{}, "--import-max-jobs"},
+		{"bad size", []string{"--import-max-upload", "1TB"}, nil, server.ImportJobLimits{}, "--import-max-upload"},
+		{"bad ttl", []string{"--import-job-ttl", "1s"}, nil, server.ImportJobLimits{}, "--import-job-ttl"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := serveConfig(serveFlags(t, tt.args...).Flags(), func(k string) string { return tt.env[k] })
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Errorf("serveConfig: %v, want error containing %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || s.ImportJobs != tt.want {
+				t.Errorf("serveConfig: %+v (err %v), want %+v", s.ImportJobs, err, tt.want)
+			}
+		})
 	}
 }
