@@ -98,8 +98,10 @@ type jobRunner struct {
 	wg     sync.WaitGroup
 }
 
-func (r *jobRunner) spoolPath(id string) string  { return filepath.Join(r.cfg.Dir, id+".spool") }
-func (r *jobRunner) resultPath(id string) string { return filepath.Join(r.cfg.Dir, id+".results.ndjson") }
+func (r *jobRunner) spoolPath(id string) string { return filepath.Join(r.cfg.Dir, id+".spool") }
+func (r *jobRunner) resultPath(id string) string {
+	return filepath.Join(r.cfg.Dir, id+".results.ndjson")
+}
 
 // ImportJobCreate is a new import job: what ImportRequest says, and the kind.
 type ImportJobCreate struct {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"github.com/gatehouse-iot/gatehouse/server"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/gatehouse-iot/gatehouse/server"
 )
 
 // serveFlags returns serve's flags, as parsed from args.

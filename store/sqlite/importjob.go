@@ -12,7 +12,9 @@ import (
 const importJobColumns = `scope, id, kind, mode, format, state, node, created_by, rows_done, ok, unchanged, rejected,
 	cancel_requested, error_code, error_message, created_at, started_at, finished_at, expires_at`
 
-func importJobName(scope, id string) string { return fmt.Sprintf("import job %q in scope %q", id, scope) }
+func importJobName(scope, id string) string {
+	return fmt.Sprintf("import job %q in scope %q", id, scope)
+}
 
 func scanImportJob(sc scanner) (*gatehouse.ImportJob, error) {
 	var j gatehouse.ImportJob

@@ -40,7 +40,9 @@ func testImportJobs(t *testing.T, newStore NewStore) {
 	checkUTC(t, "import job", &got.CreatedAt, &got.ExpiresAt)
 	err = s.Update(ctx, func(tx gatehouse.Tx) error { return tx.CreateImportJob(j1) })
 	wantCode(t, "duplicate import job", err, gatehouse.EConflict)
-	err = s.Update(ctx, func(tx gatehouse.Tx) error { return tx.CreateImportJob(job("nope", "x", "n1", gatehouse.JobQueued, t0)) })
+	err = s.Update(ctx, func(tx gatehouse.Tx) error {
+		return tx.CreateImportJob(job("nope", "x", "n1", gatehouse.JobQueued, t0))
+	})
 	wantCode(t, "import job of a missing scope", err, gatehouse.ENotFound)
 	_, err = s.GetImportJob(ctx, "beta", "ij-0001")
 	wantCode(t, "import job of another scope", err, gatehouse.ENotFound)
@@ -131,7 +133,9 @@ func testImportJobs(t *testing.T, newStore NewStore) {
 	if rs, _ := s.ListImportJobRejects(ctx, "acme", "ij-0001", 3, 1); len(rs) != 1 || rs[0].Row != 9 {
 		t.Errorf("ListImportJobRejects after row 3: got %v, want row 9", rs)
 	}
-	err = s.Update(ctx, func(tx gatehouse.Tx) error { return tx.UpdateImportJob(job("acme", "ghost", "n1", gatehouse.JobFailed, t0)) })
+	err = s.Update(ctx, func(tx gatehouse.Tx) error {
+		return tx.UpdateImportJob(job("acme", "ghost", "n1", gatehouse.JobFailed, t0))
+	})
 	wantCode(t, "update of a missing import job", err, gatehouse.ENotFound)
 	err = s.Update(ctx, func(tx gatehouse.Tx) error { return tx.AddImportJobRejects("acme", "ghost", rejects) })
 	wantCode(t, "rejects of a missing import job", err, gatehouse.ENotFound)
