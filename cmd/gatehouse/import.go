@@ -23,6 +23,7 @@ func (a *app) importCommand() *cobra.Command {
 	var (
 		scope, mode, format, resultPath, kind string
 		show                                  int
+		async                                 bool
 	)
 	cmd := &cobra.Command{
 		Use:   "import FILE",
@@ -52,11 +53,18 @@ Modes: create (existing identical devices are "unchanged", so a re-run ends the
 same way), upsert, update (an etag column, when given, must match) and delete.
 
 Exit status: 0 if every record was applied, 1 if some were rejected or the
-import stopped early.`,
+import stopped early.
+
+With --async the file is uploaded as an import job: the server spools it
+(encrypted) and imports it in the background, and the command prints the job's
+ID. Follow it with "gatehouse import status JOB --wait", fetch the per-record
+results with "gatehouse import results JOB --out F", stop it with
+"gatehouse import cancel JOB", list jobs with "gatehouse import jobs".`,
 		Example: `  gatehouse import devices.csv
   gatehouse import factory-7.csv --kind enrollments --mode upsert
   gatehouse import fleet.ndjson --mode upsert --scope factory-2
-  gatehouse import retired.csv --mode delete --result retired.result.ndjson`,
+  gatehouse import retired.csv --mode delete --result retired.result.ndjson
+  gatehouse import big.csv --async && gatehouse import status JOB --wait`,
 		Args: exactArgs("FILE"),
 		RunE: action(func(cmd *cobra.Command, args []string) error {
 			path := args[0]
@@ -83,6 +91,13 @@ import stopped early.`,
 				return err
 			}
 			defer in.Close()
+			if async {
+				c, err := a.client()
+				if err != nil {
+					return err
+				}
+				return a.startImportJob(cmd, c, scope, bufio.NewReaderSize(in, 256<<10), adminclient.ImportOptions{Mode: m, Format: f, Kind: kind})
+			}
 			var size int64
 			if st, err := in.Stat(); err == nil && st.Mode().IsRegular() {
 				size = st.Size()
@@ -152,6 +167,8 @@ import stopped early.`,
 	cmd.Flags().StringVar(&format, "format", "", "csv or ndjson (default: from the file name; csv unless .ndjson or .jsonl)")
 	cmd.Flags().StringVar(&resultPath, "result", "", "where to write the per-row results (default FILE.result.ndjson)")
 	cmd.Flags().IntVar(&show, "show", 10, "how many rejected rows the summary names")
+	cmd.Flags().BoolVar(&async, "async", false, "upload the file as an import job, print its ID and return (see import status, results, cancel, jobs)")
+	cmd.AddCommand(a.importStatusCommand(), a.importResultsCommand(), a.importCancelCommand(), a.importListCommand())
 	return cmd
 }
 
