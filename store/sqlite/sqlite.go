@@ -69,7 +69,7 @@ func WithMaxBatch(n int) Option {
 }
 
 // WithCommitDelay sets how long the writer waits for more Updates to join a
-// batch when the previous batch held more than one (default 2ms; 0 turns it
+// batch when the previous batch held more than one (default 4ms; 0 turns it
 // off). A lone writer never waits. Under concurrent load a longer delay
 // makes bigger batches: less CPU and fewer fsyncs per write, at the cost of
 // up to the delay in each write's latency.
@@ -93,7 +93,7 @@ func WithBusyTimeout(d time.Duration) Option {
 // needed, and migrates it to the schema this binary knows. It refuses a
 // database whose schema is newer than that.
 func Open(path string, opts ...Option) (*Store, error) {
-	o := options{maxBatch: 256, commitDelay: 2 * time.Millisecond, readers: max(4, 2*runtime.GOMAXPROCS(0)), busyTimeout: 5 * time.Second}
+	o := options{maxBatch: 256, commitDelay: 4 * time.Millisecond, readers: max(4, 2*runtime.GOMAXPROCS(0)), busyTimeout: 5 * time.Second}
 	for _, opt := range opts {
 		opt(&o)
 	}
