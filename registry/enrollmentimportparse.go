@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -94,23 +92,14 @@ const enrollmentColumnsHelp = "id, then attestation, primaryKey, secondaryKey, c
 // EnrollmentReader reads the records of an enrollment import file, one at
 // a time: the file is never held in memory.
 type EnrollmentReader struct {
-	format ImportFormat
-	lines  *lineLimit
-
-	csv    *csv.Reader
-	cols   []csvColumn // kind: a column name above, or "tag"
-	ncols  int
-	csvEOF bool
-
-	sc   *bufio.Scanner
-	line int
+	rowSource
 }
 
 // NewEnrollmentReader reads the start of an enrollment import file (a CSV
 // file's header). Its errors are about the whole file.
 func NewEnrollmentReader(r io.Reader, format ImportFormat) (*EnrollmentReader, error) {
 	ll := &lineLimit{r: r}
-	er := &EnrollmentReader{format: format, lines: ll}
+	er := &EnrollmentReader{rowSource{format: format, lines: ll}}
 	switch format {
 	case ImportCSV:
 		er.csv = csv.NewReader(ll)
@@ -180,39 +169,17 @@ func (er *EnrollmentReader) Next() (*EnrollmentRecord, error) {
 }
 
 func (er *EnrollmentReader) nextCSV() (*EnrollmentRecord, error) {
-	if er.csvEOF {
-		return nil, io.EOF
-	}
-	fields, err := er.csv.Read()
-	line, _ := er.csv.FieldPos(0)
-	if err == io.EOF {
-		return nil, io.EOF
-	}
-	if pe, ok := errors.AsType[*csv.ParseError](err); ok && er.lines.err == nil {
-		rec := &EnrollmentRecord{Row: pe.StartLine}
-		if errors.Is(pe.Err, csv.ErrQuote) && er.lines.eof {
-			rec.Err = gatehouse.Errorf(gatehouse.EInvalid, "the file ends inside a quoted field that starts on this line; it may have been cut off")
-			er.csvEOF = true
-		} else {
-			rec.Err = gatehouse.Errorf(gatehouse.EInvalid, "malformed CSV: %s; quote fields that hold commas, quotes or line breaks, and double quotes inside them", pe.Err)
-		}
-		return rec, nil
-	}
+	fields, line, rowErr, err := er.csvRow()
 	if err != nil {
-		return nil, fileError(err, fmt.Sprintf("line %d", line))
+		return nil, err
 	}
-	rec := &EnrollmentRecord{Row: line}
-	if len(fields) != er.ncols {
-		// The ID is not echoed: with the columns shifted it may be a key.
-		rec.Err = gatehouse.Errorf(gatehouse.EInvalid, "the row has %d fields; the header has %d columns", len(fields), er.ncols)
+	// On a bad row the ID is not echoed: with the columns shifted it may be a key.
+	rec := &EnrollmentRecord{Row: line, Err: rowErr}
+	if rowErr != nil {
 		return rec, nil
 	}
 	for i, f := range fields {
 		c := er.cols[i]
-		if !utf8.ValidString(f) {
-			rec.Err = gatehouse.Errorf(gatehouse.EInvalid, "the row is not valid UTF-8 (column %d); save the file as UTF-8", i+1)
-			break
-		}
 		if err := rec.setCSV(c, f); err != nil {
 			rec.Err = err
 			break
@@ -391,23 +358,15 @@ type ndjsonEnrollment struct {
 }
 
 func (er *EnrollmentReader) nextNDJSON() (*EnrollmentRecord, error) {
-	for er.sc.Scan() {
-		er.line++
-		line := bytes.TrimSpace(er.sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
-		rec := &EnrollmentRecord{Row: er.line}
-		if !utf8.Valid(line) {
-			rec.Err = gatehouse.Errorf(gatehouse.EInvalid, "the line is not valid UTF-8; save the file as UTF-8")
-			return rec, nil
-		}
+	for {
 		var nr ndjsonEnrollment
-		if err := gatehouse.DecodeStrict(line, &nr); err != nil {
-			rec.Err = err
-			if er.lines.eof && !er.lines.endsInNewline && line[len(line)-1] != '}' {
-				rec.Err = gatehouse.Errorf(gatehouse.EInvalidJSON, "the last line is not a whole JSON object; the file may have been cut off")
-			}
+		line, rowErr, err := er.ndjsonRow(&nr, "one enrollment per line")
+		if err != nil {
+			return nil, err
+		}
+		rec := &EnrollmentRecord{Row: line}
+		if rowErr != nil {
+			rec.Err = rowErr
 			return rec, nil
 		}
 		if nr.ID == nil {
@@ -436,11 +395,4 @@ func (er *EnrollmentReader) nextNDJSON() (*EnrollmentRecord, error) {
 		rec.PreProvision, rec.MaxRegs, rec.ExpiresAt = nr.PreProvision, nr.MaxRegistrations, nr.ExpiresAt
 		return rec, nil
 	}
-	if err := er.sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return nil, gatehouse.Errorf(gatehouse.ETooLarge, "line %d is longer than %d bytes; one enrollment per line", er.line+1, MaxImportLine)
-		}
-		return nil, fileError(err, fmt.Sprintf("line %d", er.line+1))
-	}
-	return nil, io.EOF
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -319,8 +320,21 @@ func (s *Service) runImportJob(ctx context.Context, j *gatehouse.ImportJob, p *g
 		s.finishImportJob(ctx, j, nil, err)
 		return
 	}
-	sum, err := s.importFromSpool(ctx, j, p, key)
+	sum, err := s.importFromSpoolSafely(ctx, j, p, key)
 	s.finishImportJob(ctx, j, sum, err)
+}
+
+// importFromSpoolSafely is importFromSpool with a panic turned into the
+// job's failure: a job runs on a goroutine of its own, where a panic would
+// otherwise end the whole node.
+func (s *Service) importFromSpoolSafely(ctx context.Context, j *gatehouse.ImportJob, p *gatehouse.Principal, key []byte) (sum *ImportSummary, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("import job panicked", "scope", j.Scope, "job", j.ID, "panic", v, "stack", string(debug.Stack()))
+			sum, err = nil, gatehouse.Errorf(gatehouse.EInternal, "the import job stopped on an internal error; the rows reported before it are committed")
+		}
+	}()
+	return s.importFromSpool(ctx, j, p, key)
 }
 
 // importFromSpool runs the import pipeline over the decrypted spool and

@@ -53,18 +53,7 @@ type ImportRecord struct {
 // ImportReader reads the records of an import file, one at a time: the
 // file is never held in memory.
 type ImportReader struct {
-	format ImportFormat
-	lines  *lineLimit
-
-	// CSV
-	csv    *csv.Reader
-	cols   []csvColumn
-	ncols  int
-	csvEOF bool
-
-	// NDJSON
-	sc   *bufio.Scanner
-	line int
+	rowSource
 }
 
 type csvColumn struct {
@@ -76,7 +65,7 @@ type csvColumn struct {
 // Its errors are about the whole file: nothing of it can be imported.
 func NewImportReader(r io.Reader, format ImportFormat) (*ImportReader, error) {
 	ll := &lineLimit{r: r}
-	ir := &ImportReader{format: format, lines: ll}
+	ir := &ImportReader{rowSource{format: format, lines: ll}}
 	switch format {
 	case ImportCSV:
 		ir.csv = csv.NewReader(ll)
@@ -149,42 +138,18 @@ func (ir *ImportReader) Next() (*ImportRecord, error) {
 }
 
 func (ir *ImportReader) nextCSV() (*ImportRecord, error) {
-	if ir.csvEOF {
-		return nil, io.EOF
-	}
-	fields, err := ir.csv.Read()
-	line, _ := ir.csv.FieldPos(0)
-	if err == io.EOF {
-		return nil, io.EOF
-	}
-	if pe, ok := errors.AsType[*csv.ParseError](err); ok && ir.lines.err == nil {
-		// A malformed record: report it and go on with the next line. A
-		// quote left open runs to the end of the file.
-		rec := &ImportRecord{Row: pe.StartLine}
-		if errors.Is(pe.Err, csv.ErrQuote) && ir.lines.eof {
-			rec.Err = gatehouse.Errorf(gatehouse.EInvalid, "the file ends inside a quoted field that starts on this line; it may have been cut off")
-			ir.csvEOF = true
-		} else {
-			rec.Err = gatehouse.Errorf(gatehouse.EInvalid, "malformed CSV: %s; quote fields that hold commas or quotes, and double quotes inside them", pe.Err)
-		}
-		return rec, nil
-	}
+	fields, line, rowErr, err := ir.csvRow()
 	if err != nil {
-		return nil, fileError(err, fmt.Sprintf("line %d", line))
+		return nil, err
 	}
-	rec := &ImportRecord{Row: line}
-	if len(fields) != ir.ncols {
+	rec := &ImportRecord{Row: line, Err: rowErr}
+	if rowErr != nil {
 		if len(fields) > 0 && ir.cols[0].kind == "id" {
 			rec.ID = truncate(fields[0], 128)
 		}
-		rec.Err = gatehouse.Errorf(gatehouse.EInvalid, "the row has %d fields; the header has %d columns", len(fields), ir.ncols)
 		return rec, nil
 	}
 	for i, f := range fields {
-		if !utf8.ValidString(f) {
-			rec.Err = gatehouse.Errorf(gatehouse.EInvalid, "the row is not valid UTF-8 (column %d); save the file as UTF-8", i+1)
-			break
-		}
 		c := ir.cols[i]
 		switch c.kind {
 		case "id":
@@ -209,9 +174,7 @@ func (ir *ImportReader) nextCSV() (*ImportRecord, error) {
 			}
 		}
 	}
-	if rec.Err == nil {
-		rec.ID = strings.Clone(rec.ID)
-	}
+	rec.ID = strings.Clone(rec.ID)
 	return rec, nil
 }
 
@@ -233,23 +196,15 @@ type ndjsonRecord struct {
 }
 
 func (ir *ImportReader) nextNDJSON() (*ImportRecord, error) {
-	for ir.sc.Scan() {
-		ir.line++
-		line := bytes.TrimSpace(ir.sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
-		rec := &ImportRecord{Row: ir.line}
-		if !utf8.Valid(line) {
-			rec.Err = gatehouse.Errorf(gatehouse.EInvalid, "the line is not valid UTF-8; save the file as UTF-8")
-			return rec, nil
-		}
+	for {
 		var nr ndjsonRecord
-		if err := gatehouse.DecodeStrict(line, &nr); err != nil {
-			rec.Err = err
-			if ir.lines.eof && !ir.lines.endsInNewline && line[len(line)-1] != '}' {
-				rec.Err = gatehouse.Errorf(gatehouse.EInvalidJSON, "the last line is not a whole JSON object; the file may have been cut off")
-			}
+		line, rowErr, err := ir.ndjsonRow(&nr, "one device per line")
+		if err != nil {
+			return nil, err
+		}
+		rec := &ImportRecord{Row: line}
+		if rowErr != nil {
+			rec.Err = rowErr
 			return rec, nil
 		}
 		if nr.ID == nil {
@@ -265,13 +220,6 @@ func (ir *ImportReader) nextNDJSON() (*ImportRecord, error) {
 		}
 		return rec, nil
 	}
-	if err := ir.sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return nil, gatehouse.Errorf(gatehouse.ETooLarge, "line %d is longer than %d bytes; one device per line", ir.line+1, MaxImportLine)
-		}
-		return nil, fileError(err, fmt.Sprintf("line %d", ir.line+1))
-	}
-	return nil, io.EOF
 }
 
 // fileError describes a failure to read the file further.
