@@ -629,15 +629,20 @@ func (r *ImportJobResults) WriteTo(ctx context.Context, w io.Writer) error {
 	}{sum})
 }
 
-// RunImportJobs runs this node's import jobs until ctx ends: first it marks
-// failed the jobs it was running before it restarted (their spools cannot
-// be read any more), then it accepts jobs and deletes expired ones. When
-// ctx ends, running jobs stop before their next batch and are marked
-// failed; RunImportJobs returns once they have.
-func (s *Service) RunImportJobs(ctx context.Context) {
+// StartImportJobs readies this node to run import jobs until ctx ends:
+// it creates the spool directory and fails the jobs an earlier run of this
+// node left unfinished. A node calls it before it serves requests, so
+// that a job submitted as soon as it answers finds it ready; RunImportJobs
+// calls it too (a second call does nothing).
+func (s *Service) StartImportJobs(ctx context.Context) {
 	r := s.jobs
 	if r == nil {
-		<-ctx.Done()
+		return
+	}
+	r.mu.Lock()
+	started := r.base != nil
+	r.mu.Unlock()
+	if started {
 		return
 	}
 	if err := os.MkdirAll(r.cfg.Dir, 0o700); err != nil {
@@ -650,6 +655,20 @@ func (s *Service) RunImportJobs(ctx context.Context) {
 	r.mu.Lock()
 	r.base = ctx
 	r.mu.Unlock()
+}
+
+// RunImportJobs runs this node's import jobs until ctx ends: first it marks
+// failed the jobs it was running before it restarted (their spools cannot
+// be read any more), then it accepts jobs and deletes expired ones. When
+// ctx ends, running jobs stop before their next batch and are marked
+// failed; RunImportJobs returns once they have.
+func (s *Service) RunImportJobs(ctx context.Context) {
+	r := s.jobs
+	if r == nil {
+		<-ctx.Done()
+		return
+	}
+	s.StartImportJobs(ctx)
 	t := time.NewTicker(r.cfg.SweepInterval)
 	defer t.Stop()
 	for {

@@ -117,7 +117,12 @@ func TestStartWebhooks(t *testing.T) {
 	if _, err := s.registry.CreateWebhook(ctx, admin, "default", registry.WebhookCreate{URL: rcv.URL, Events: []string{"device.created"}}); err != nil {
 		t.Fatal(err)
 	}
-	s.startWebhooks(ctx)
+	delivered := make(chan struct{})
+	go func() {
+		defer close(delivered)
+		s.registry.RunWebhooks(ctx, registry.WebhookConfig{Node: nodeName()})
+	}()
+	defer func() { cancel(); <-delivered }()
 	if _, err := s.registry.CreateDevice(ctx, admin, "default", registry.DeviceCreate{ID: "w1"}); err != nil {
 		t.Fatal(err)
 	}

@@ -110,6 +110,7 @@ type Server struct {
 	sweeperDone  chan struct{}
 	presenceDone chan struct{}
 	jobsDone     chan struct{}
+	webhooksDone chan struct{}
 
 	mqtt *mqttNode // nil when no MQTT listener is configured
 	coap *coapNode // nil when no CoAP listener is configured
@@ -214,6 +215,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	// Import jobs are ready before the first request can submit one.
+	s.registry.StartImportJobs(base)
 	tlsLn := tls.NewListener(s.ln, s.http.TLSConfig)
 	srv := s.http
 	go func() {
@@ -231,7 +234,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.sweeperDone = make(chan struct{})
 	go s.sweep(base, cfg.SweepInterval)
-	s.startWebhooks(base)
+	s.webhooksDone = make(chan struct{})
+	go func() {
+		defer close(s.webhooksDone)
+		s.registry.RunWebhooks(base, registry.WebhookConfig{Node: nodeName()})
+	}()
 	s.presenceDone = make(chan struct{})
 	go func() {
 		defer close(s.presenceDone)
@@ -293,6 +300,9 @@ func (s *Server) Close() error {
 		}
 		if s.jobsDone != nil {
 			<-s.jobsDone // running import jobs stopped between batches and marked failed
+		}
+		if s.webhooksDone != nil {
+			<-s.webhooksDone // no delivery reads the store after it closes
 		}
 	} else if s.ln != nil {
 		s.ln.Close()
