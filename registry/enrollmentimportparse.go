@@ -1,15 +1,12 @@
 package registry
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/csv"
 	"encoding/json"
 	"io"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gatehouse-iot/gatehouse"
 )
@@ -98,65 +95,11 @@ type EnrollmentReader struct {
 // NewEnrollmentReader reads the start of an enrollment import file (a CSV
 // file's header). Its errors are about the whole file.
 func NewEnrollmentReader(r io.Reader, format ImportFormat) (*EnrollmentReader, error) {
-	ll := &lineLimit{r: r}
-	er := &EnrollmentReader{rowSource{format: format, lines: ll}}
-	switch format {
-	case ImportCSV:
-		er.csv = csv.NewReader(ll)
-		er.csv.FieldsPerRecord = -1
-		er.csv.ReuseRecord = true
-		header, err := er.csv.Read()
-		if err == io.EOF {
-			return nil, gatehouse.Errorf(gatehouse.EInvalid, "the file is empty; its first line must be a header naming the columns: %s", enrollmentColumnsHelp)
-		}
-		if err != nil {
-			return nil, fileError(err, "the header")
-		}
-		if err := er.parseHeader(header); err != nil {
-			return nil, err
-		}
-	case ImportNDJSON:
-		er.sc = bufio.NewScanner(ll)
-		er.sc.Buffer(make([]byte, 64<<10), MaxImportLine+1)
-	default:
-		return nil, gatehouse.Errorf(gatehouse.EInvalid, "unknown import format %q; use csv or ndjson", truncate(string(format), 32))
+	src, err := openRowSource(r, format, enrollmentImportColumns, enrollmentColumnsHelp)
+	if err != nil {
+		return nil, err
 	}
-	return er, nil
-}
-
-func (er *EnrollmentReader) parseHeader(header []string) error {
-	seen := map[string]bool{}
-	for i, h := range header {
-		if i == 0 {
-			h = strings.TrimPrefix(h, "\uFEFF")
-		}
-		h = strings.TrimSpace(h)
-		if !utf8.ValidString(h) {
-			return gatehouse.Errorf(gatehouse.EInvalid, "the header is not valid UTF-8; save the file as UTF-8")
-		}
-		if seen[h] {
-			return gatehouse.Errorf(gatehouse.EInvalid, "column %q appears twice in the header", truncate(h, 64))
-		}
-		seen[h] = true
-		var c csvColumn
-		switch {
-		case enrollmentImportColumns[h]:
-			c.kind = h
-		case strings.HasPrefix(h, "tags."):
-			c.kind, c.tag = "tag", strings.TrimPrefix(h, "tags.")
-			if err := gatehouse.ValidateTagKey(c.tag); err != nil {
-				return gatehouse.Errorf(gatehouse.EInvalid, "column %q: %s", truncate(h, 64), gatehouse.ErrorMessage(err))
-			}
-		default:
-			return gatehouse.Errorf(gatehouse.EInvalid, "unknown column %q in the header; the columns are %s", truncate(h, 64), enrollmentColumnsHelp)
-		}
-		er.cols = append(er.cols, c)
-	}
-	if !seen[colID] {
-		return gatehouse.Errorf(gatehouse.EInvalid, "the header has no id column; the first line must name the columns: %s", enrollmentColumnsHelp)
-	}
-	er.ncols = len(header)
-	return nil
+	return &EnrollmentReader{src}, nil
 }
 
 // Next returns the next record, or io.EOF after the last. Any other error

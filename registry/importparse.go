@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
@@ -9,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/gatehouse-iot/gatehouse"
 )
@@ -61,70 +59,19 @@ type csvColumn struct {
 	tag  string
 }
 
+// deviceColumns are the columns of a device import file besides tags.<key>.
+var deviceColumns = map[string]bool{"id": true, "state": true, "etag": true, "config": true}
+
+const deviceColumnsHelp = "id, then state, etag, config or tags.<key>"
+
 // NewImportReader reads the start of an import file (a CSV file's header).
 // Its errors are about the whole file: nothing of it can be imported.
 func NewImportReader(r io.Reader, format ImportFormat) (*ImportReader, error) {
-	ll := &lineLimit{r: r}
-	ir := &ImportReader{rowSource{format: format, lines: ll}}
-	switch format {
-	case ImportCSV:
-		ir.csv = csv.NewReader(ll)
-		ir.csv.FieldsPerRecord = -1
-		ir.csv.ReuseRecord = true
-		header, err := ir.csv.Read()
-		if err == io.EOF {
-			return nil, gatehouse.Errorf(gatehouse.EInvalid, "the file is empty; its first line must be a header naming the columns: id, then state, etag, config or tags.<key>")
-		}
-		if err != nil {
-			return nil, fileError(err, "the header")
-		}
-		if err := ir.parseHeader(header); err != nil {
-			return nil, err
-		}
-	case ImportNDJSON:
-		ir.sc = bufio.NewScanner(ll)
-		ir.sc.Buffer(make([]byte, 64<<10), MaxImportLine+1)
-	default:
-		return nil, gatehouse.Errorf(gatehouse.EInvalid, "unknown import format %q; use csv or ndjson", truncate(string(format), 32))
+	src, err := openRowSource(r, format, deviceColumns, deviceColumnsHelp)
+	if err != nil {
+		return nil, err
 	}
-	return ir, nil
-}
-
-func (ir *ImportReader) parseHeader(header []string) error {
-	seen := map[string]bool{}
-	hasID := false
-	for i, h := range header {
-		if i == 0 {
-			h = strings.TrimPrefix(h, "\uFEFF") // a byte order mark, as spreadsheets write
-		}
-		h = strings.TrimSpace(h)
-		if seen[h] {
-			return gatehouse.Errorf(gatehouse.EInvalid, "column %q appears twice in the header", truncate(h, 64))
-		}
-		seen[h] = true
-		var c csvColumn
-		switch {
-		case h == "id" || h == "state" || h == "etag" || h == "config":
-			c.kind = h
-			hasID = hasID || h == "id"
-		case strings.HasPrefix(h, "tags."):
-			c.kind, c.tag = "tag", strings.TrimPrefix(h, "tags.")
-			if err := gatehouse.ValidateTagKey(c.tag); err != nil {
-				return gatehouse.Errorf(gatehouse.EInvalid, "column %q: %s", truncate(h, 64), gatehouse.ErrorMessage(err))
-			}
-		default:
-			if !utf8.ValidString(h) {
-				return gatehouse.Errorf(gatehouse.EInvalid, "the header is not valid UTF-8; save the file as UTF-8")
-			}
-			return gatehouse.Errorf(gatehouse.EInvalid, "unknown column %q in the header; the columns are id, state, etag, config and tags.<key>", truncate(h, 64))
-		}
-		ir.cols = append(ir.cols, c)
-	}
-	if !hasID {
-		return gatehouse.Errorf(gatehouse.EInvalid, "the header has no id column; the first line must name the columns: id, then state, etag, config or tags.<key>")
-	}
-	ir.ncols = len(header)
-	return nil
+	return &ImportReader{src}, nil
 }
 
 // Next returns the next record, or io.EOF after the last. Any other error

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/gatehouse-iot/gatehouse"
@@ -29,6 +30,72 @@ type rowSource struct {
 	// NDJSON
 	sc   *bufio.Scanner
 	line int
+}
+
+// openRowSource starts reading an import file of format: for CSV, it reads
+// the header, whose columns must be among columns (and include id) or be
+// tags.<key>; help lists them for messages. Its errors are about the whole
+// file: nothing of it can be imported.
+func openRowSource(r io.Reader, format ImportFormat, columns map[string]bool, help string) (rowSource, error) {
+	ll := &lineLimit{r: r}
+	s := rowSource{format: format, lines: ll}
+	switch format {
+	case ImportCSV:
+		s.csv = csv.NewReader(ll)
+		s.csv.FieldsPerRecord = -1
+		s.csv.ReuseRecord = true
+		header, err := s.csv.Read()
+		if err == io.EOF {
+			return s, gatehouse.Errorf(gatehouse.EInvalid, "the file is empty; its first line must be a header naming the columns: %s", help)
+		}
+		if err != nil {
+			return s, fileError(err, "the header")
+		}
+		if err := s.parseHeader(header, columns, help); err != nil {
+			return s, err
+		}
+	case ImportNDJSON:
+		s.sc = bufio.NewScanner(ll)
+		s.sc.Buffer(make([]byte, 64<<10), MaxImportLine+1)
+	default:
+		return s, gatehouse.Errorf(gatehouse.EInvalid, "unknown import format %q; use csv or ndjson", truncate(string(format), 32))
+	}
+	return s, nil
+}
+
+func (s *rowSource) parseHeader(header []string, columns map[string]bool, help string) error {
+	seen := map[string]bool{}
+	for i, h := range header {
+		if i == 0 {
+			h = strings.TrimPrefix(h, "\uFEFF") // a byte order mark, as spreadsheets write
+		}
+		h = strings.TrimSpace(h)
+		if !utf8.ValidString(h) {
+			return gatehouse.Errorf(gatehouse.EInvalid, "the header is not valid UTF-8; save the file as UTF-8")
+		}
+		if seen[h] {
+			return gatehouse.Errorf(gatehouse.EInvalid, "column %q appears twice in the header", truncate(h, 64))
+		}
+		seen[h] = true
+		var c csvColumn
+		switch {
+		case columns[h]:
+			c.kind = h
+		case strings.HasPrefix(h, "tags."):
+			c.kind, c.tag = "tag", strings.TrimPrefix(h, "tags.")
+			if err := gatehouse.ValidateTagKey(c.tag); err != nil {
+				return gatehouse.Errorf(gatehouse.EInvalid, "column %q: %s", truncate(h, 64), gatehouse.ErrorMessage(err))
+			}
+		default:
+			return gatehouse.Errorf(gatehouse.EInvalid, "unknown column %q in the header; the columns are %s", truncate(h, 64), help)
+		}
+		s.cols = append(s.cols, c)
+	}
+	if !seen["id"] {
+		return gatehouse.Errorf(gatehouse.EInvalid, "the header has no id column; the first line must name the columns: %s", help)
+	}
+	s.ncols = len(header)
+	return nil
 }
 
 // csvRow reads the next CSV record and the line it starts on. A problem
