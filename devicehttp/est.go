@@ -15,41 +15,7 @@ const estRealm = `Basic realm="gatehouse-est"`
 // estStatus is the EST dialect's one error table: gatehouse code to HTTP
 // status. Bodies are plain text (RFC 7030 section 4.2.3). Codes missing here
 // are answered 500 and logged.
-var estStatus = map[string]int{
-	gatehouse.EInvalid:           http.StatusBadRequest,
-	gatehouse.EInvalidID:         http.StatusBadRequest,
-	gatehouse.EInvalidJSON:       http.StatusBadRequest,
-	gatehouse.ETooLarge:          http.StatusBadRequest,
-	gatehouse.ECSRInvalid:        http.StatusBadRequest,
-	gatehouse.EUnsupportedKey:    http.StatusBadRequest,
-	gatehouse.EInvalidPEM:        http.StatusBadRequest,
-	gatehouse.EInvalidTransition: http.StatusBadRequest,
-	gatehouse.EBodyTooLarge:      http.StatusRequestEntityTooLarge,
-	gatehouse.EUnsupportedMedia:  http.StatusUnsupportedMediaType,
-
-	gatehouse.EUnauthenticated:    http.StatusUnauthorized,
-	gatehouse.EAttestationFailed:  http.StatusUnauthorized,
-	gatehouse.EEnrollmentNotFound: http.StatusUnauthorized,
-
-	gatehouse.EForbidden:          http.StatusForbidden,
-	gatehouse.EEnrollmentDisabled: http.StatusForbidden,
-	gatehouse.EEnrollmentExpired:  http.StatusForbidden,
-	gatehouse.EDeviceDisabled:     http.StatusForbidden,
-	gatehouse.EDeviceQuarantined:  http.StatusForbidden,
-	gatehouse.EReprovisionRefused: http.StatusForbidden,
-	gatehouse.EWebhookDenied:      http.StatusForbidden,
-	gatehouse.EQuotaExceeded:      http.StatusForbidden,
-	gatehouse.ECredentialDenied:   http.StatusForbidden,
-
-	gatehouse.ENotFound:           http.StatusNotFound,
-	gatehouse.EMethodNotAllowed:   http.StatusMethodNotAllowed,
-	gatehouse.EConflict:           http.StatusConflict,
-	gatehouse.EPreconditionFailed: http.StatusPreconditionFailed,
-	gatehouse.ERateLimited:        http.StatusTooManyRequests,
-	gatehouse.EInternal:           http.StatusInternalServerError,
-	gatehouse.EWebhookFailed:      http.StatusServiceUnavailable,
-	gatehouse.EUnavailable:        http.StatusServiceUnavailable,
-}
+var estStatus = nativeStatus // the same mapping; only the body differs
 
 // estOpaque is the text of every 401.
 const estOpaque = "authentication failed: authenticate with HTTP Basic (registration ID and bootstrap token) or a client certificate enrolled in this scope"
