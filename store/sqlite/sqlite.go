@@ -68,11 +68,13 @@ func WithMaxBatch(n int) Option {
 	return func(o *options) { o.maxBatch = max(1, n) }
 }
 
-// WithCommitDelay sets how long the writer waits for more Updates to join a
-// batch when the previous batch held more than one (default 4ms; 0 turns it
-// off). A lone writer never waits. Under concurrent load a longer delay
-// makes bigger batches: less CPU and fewer fsyncs per write, at the cost of
-// up to the delay in each write's latency.
+// WithCommitDelay bounds how long the writer waits for more Updates to join
+// a small batch when the previous batch held more than one (default 4ms; 0
+// turns it off). It waits by yielding its processor to other goroutines, and
+// only while they have work to run (see writer.gather): a lone writer never
+// waits, nor does a writer that is itself the bottleneck. Under CPU-bound
+// concurrent load a longer delay makes bigger batches: less CPU and fewer
+// fsyncs per write, at the cost of up to the delay in each write's latency.
 func WithCommitDelay(d time.Duration) Option {
 	return func(o *options) { o.commitDelay = max(0, d) }
 }

@@ -493,14 +493,16 @@ func TestEventSequenceAcrossRestart(t *testing.T) {
 
 // TestCommitDelay: after a batch with company, the writer waits for more
 // Updates to join the next one, so two that arrive 50ms apart commit
-// together; with no delay they commit apart.
+// together; with no delay they commit apart. The wait ends when the batch
+// is big (bigBatch): 16 Updates at once and one 50ms later commit apart.
 func TestCommitDelay(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	for _, tc := range []struct {
 		delay   time.Duration
+		withA   int // Updates sent together with "a"
 		commits int64
-	}{{500 * time.Millisecond, 1}, {0, 2}} {
+	}{{500 * time.Millisecond, 0, 1}, {0, 0, 2}, {500 * time.Millisecond, bigBatch - 1, 2}} {
 		s := MustOpen(t, WithCommitDelay(tc.delay))
 		if err := s.Update(ctx, func(tx gatehouse.Tx) error { return tx.CreateScope(&gatehouse.Scope{ID: "acme", CreatedAt: now}) }); err != nil {
 			t.Fatal(err)
@@ -534,13 +536,20 @@ func TestCommitDelay(t *testing.T) {
 				t.Error(err)
 			}
 		})
+		for i := range tc.withA {
+			wg.Go(func() {
+				if err := create(fmt.Sprintf("with-a-%d", i)); err != nil {
+					t.Error(err)
+				}
+			})
+		}
 		time.Sleep(50 * time.Millisecond)
 		if err := create("b"); err != nil {
 			t.Fatal(err)
 		}
 		wg.Wait()
 		if got := s.Stats().Commits - before; got != tc.commits {
-			t.Errorf("delay %v: two Updates 50ms apart took %d commits, want %d", tc.delay, got, tc.commits)
+			t.Errorf("delay %v, %d with the first: Updates 50ms apart took %d commits, want %d", tc.delay, tc.withA, got, tc.commits)
 		}
 	}
 }

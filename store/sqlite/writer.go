@@ -56,6 +56,38 @@ type writer struct {
 	delay     *time.Timer // the commit delay's, stopped when idle
 }
 
+// bigBatch is the batch size at which the commit delay ends: the commit's
+// fixed costs are then spread thin already, and a writer that finds this
+// many requests queued is itself the bottleneck, where a pause would only
+// lower the rate every write waits on.
+const bigBatch = 16
+
+// gather is the commit delay. When the previous batch had company but this
+// one is small, concurrent writers are about, so give them a moment to join:
+// a bigger batch spends less CPU per write (one BEGIN, one COMMIT, one write
+// of each page it dirties, one fsync for all). It waits until the batch holds
+// bigBatch requests or commitDelay has passed.
+func (w *writer) gather(batch []*request) []*request {
+	d := w.s.opts.commitDelay
+	if d <= 0 {
+		return batch
+	}
+	w.delay.Reset(d)
+	defer w.delay.Stop()
+	for len(batch) < min(bigBatch, w.s.opts.maxBatch) {
+		select {
+		case r, ok := <-w.queue:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+		case <-w.delay.C:
+			return batch
+		}
+	}
+	return batch
+}
+
 func newWriter(s *Store, conn *sql.Conn) *writer {
 	return &writer{
 		s:       s,
@@ -63,11 +95,11 @@ func newWriter(s *Store, conn *sql.Conn) *writer {
 		stmts:   newStmtCache(conn),
 		queue:   make(chan *request, s.opts.maxBatch),
 		stopped: make(chan struct{}),
+		delay:   newStoppedTimer(),
 
 		seqs:      map[string]int64{},
 		batchSeqs: map[string]int64{},
 		fnSeqs:    map[string]int64{},
-		delay:     newStoppedTimer(),
 	}
 }
 
@@ -98,26 +130,8 @@ func (w *writer) run() {
 				break fill
 			}
 		}
-		// Commit delay: when the previous batch had company, concurrent
-		// writers are about, so give them a moment to join this one. A
-		// bigger batch spends less CPU per write (one BEGIN, one COMMIT,
-		// one write of each page it dirties, one fsync for all), and a
-		// lone writer never waits.
-		if d := w.s.opts.commitDelay; d > 0 && w.lastBatch > 1 && len(batch) < w.s.opts.maxBatch {
-			w.delay.Reset(d)
-		gather:
-			for len(batch) < w.s.opts.maxBatch {
-				select {
-				case r, ok := <-w.queue:
-					if !ok {
-						break gather
-					}
-					batch = append(batch, r)
-				case <-w.delay.C:
-					break gather
-				}
-			}
-			w.delay.Stop()
+		if w.lastBatch > 1 && len(batch) < min(bigBatch, w.s.opts.maxBatch) {
+			batch = w.gather(batch)
 		}
 		w.lastBatch = len(batch)
 		live := batch[:0]
