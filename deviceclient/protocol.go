@@ -24,12 +24,18 @@ const maxResponse = 1 << 20
 
 // send runs one request and returns the body of a 2xx answer, or an *Error.
 func (c *Client) send(ctx context.Context, cert *tls.Certificate, method, path string, query url.Values, header http.Header, body []byte) (int, []byte, error) {
+	status, out, _, err := c.sendH(ctx, cert, method, path, query, header, body)
+	return status, out, err
+}
+
+// sendH is send that also returns a 2xx answer's Retry-After (0 if none).
+func (c *Client) sendH(ctx context.Context, cert *tls.Certificate, method, path string, query url.Values, header http.Header, body []byte) (int, []byte, time.Duration, error) {
 	u := *c.base
 	u.Path += path
 	u.RawQuery = query.Encode()
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), bytes.NewReader(body))
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, 0, err
 	}
 	for k, v := range header {
 		req.Header[k] = v
@@ -37,17 +43,17 @@ func (c *Client) send(ctx context.Context, cert *tls.Certificate, method, path s
 	resp, err := c.httpClient(cert).Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return 0, nil, ctx.Err()
+			return 0, nil, 0, ctx.Err()
 		}
-		return 0, nil, &Error{Code: "transport", Err: err}
+		return 0, nil, 0, &Error{Code: "transport", Err: err}
 	}
 	defer resp.Body.Close()
 	out, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if err != nil {
-		return 0, nil, &Error{Code: "transport", Err: err}
+		return 0, nil, 0, &Error{Code: "transport", Err: err}
 	}
 	if resp.StatusCode/100 == 2 {
-		return resp.StatusCode, out, nil
+		return resp.StatusCode, out, retryAfter(resp.Header, c.now()), nil
 	}
 	e := &Error{Status: resp.StatusCode, RetryAfter: retryAfter(resp.Header, c.now())}
 	var p struct {
@@ -64,7 +70,7 @@ func (c *Client) send(ctx context.Context, cert *tls.Certificate, method, path s
 	default:
 		e.Code, e.Message = "http_"+strconv.Itoa(resp.StatusCode), strings.TrimSpace(string(out[:min(len(out), 200)]))
 	}
-	return resp.StatusCode, nil, e
+	return resp.StatusCode, nil, 0, e
 }
 
 func pemCSR(der []byte) string {
@@ -136,7 +142,7 @@ func (c *Client) registerDPS(ctx context.Context, csrDER []byte) (*Identity, err
 	base := "/" + url.PathEscape(c.cfg.Scope) + "/registrations/" + url.PathEscape(c.cfg.RegistrationID)
 	body, _ := json.Marshal(map[string]any{"registrationId": c.cfg.RegistrationID, "csr": base64.StdEncoding.EncodeToString(csrDER),
 		"payload": c.cfg.Payload})
-	_, out, err := c.send(ctx, cr.FactoryCertificate, http.MethodPut, base+"/register", q, h, body)
+	_, out, after, err := c.sendH(ctx, cr.FactoryCertificate, http.MethodPut, base+"/register", q, h, body)
 	if err != nil {
 		return nil, err
 	}
@@ -144,11 +150,11 @@ func (c *Client) registerDPS(ctx context.Context, csrDER []byte) (*Identity, err
 	if err := json.Unmarshal(out, &op); err != nil || op.OperationID == "" {
 		return nil, &Error{Status: 202, Code: "bad_response", Message: "no operationId"}
 	}
-	for wait := 200 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+	for wait := dpsPollFirst; ; wait = min(2*wait, dpsPollMax) {
 		if id, err, done := op.result(); done {
 			return id, err
 		}
-		t := time.NewTimer(wait)
+		t := time.NewTimer(dpsPollWait(after, wait))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -158,7 +164,7 @@ func (c *Client) registerDPS(ctx context.Context, csrDER []byte) (*Identity, err
 		if cr.FactoryCertificate == nil {
 			h.Set("Authorization", c.sas())
 		}
-		_, out, err = c.send(ctx, cr.FactoryCertificate, http.MethodGet, base+"/operations/"+url.PathEscape(op.OperationID), q, h, nil)
+		_, out, after, err = c.sendH(ctx, cr.FactoryCertificate, http.MethodGet, base+"/operations/"+url.PathEscape(op.OperationID), q, h, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -167,6 +173,24 @@ func (c *Client) registerDPS(ctx context.Context, csrDER []byte) (*Identity, err
 			return nil, &Error{Status: 200, Code: "bad_response", Message: err.Error()}
 		}
 	}
+}
+
+// The DPS operation poll: the server's Retry-After when it sends one (as
+// DPS and Gatehouse do with "assigning"), else a wait that starts at
+// dpsPollFirst and doubles up to dpsPollMax. A Retry-After is capped at
+// dpsRetryAfterMax, so a broken server cannot park the device for hours.
+const (
+	dpsPollFirst     = 200 * time.Millisecond
+	dpsPollMax       = 2 * time.Second
+	dpsRetryAfterMax = 60 * time.Second
+)
+
+// dpsPollWait is how long to wait before the next operation poll.
+func dpsPollWait(retryAfter, backoff time.Duration) time.Duration {
+	if retryAfter > 0 {
+		return min(retryAfter, dpsRetryAfterMax)
+	}
+	return backoff
 }
 
 // dpsOperation is a DPS registration operation's status (both DPS
