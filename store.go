@@ -32,7 +32,9 @@ type Store interface {
 	// nil the commit is durable. If fn returns an error, none of its writes
 	// persist and Update returns that error. fn must not keep tx after it
 	// returns. A backend may run fn again if the database asks to retry a
-	// serialization conflict, so fn must not have side effects outside tx.
+	// serialization conflict (PostgreSQL) or to take a failed fn out of a
+	// group-committed batch (SQLite), so fn must not have side effects outside
+	// tx.
 	Update(ctx context.Context, fn func(tx Tx) error) error
 
 	// Ready reports whether the database is reachable and migrated.

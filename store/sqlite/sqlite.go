@@ -5,10 +5,12 @@
 // synchronous=FULL, so a write is on disk when Update returns. Throughput
 // comes from group commit instead. Every Update is queued to one writer
 // goroutine, which runs whatever is queued (up to a bound) in one SQL
-// transaction, each fn inside its own SAVEPOINT, and commits once: one fsync
-// for the whole batch. A fn that fails is rolled back to its savepoint and
-// leaves the rest of the batch alone; a COMMIT that fails fails every Update
-// in the batch. Reads go through a separate pool of read-only connections and
+// transaction and commits once: one fsync for the whole batch. A fn that
+// fails leaves the rest of the batch alone: the batch is rolled back and the
+// other fns run again, each inside its own SAVEPOINT, so a failed fn is
+// rolled back to its savepoint (see runOptimistic: savepoints cost, and are
+// used only after a failure). A fn may therefore run more than once; only
+// one run commits. A COMMIT that fails fails every Update in the batch. Reads go through a separate pool of read-only connections and
 // never wait for the writer.
 //
 // Because all writes run on one goroutine, fn must not call Update (it would

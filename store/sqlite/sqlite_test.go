@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -551,5 +553,92 @@ func TestCommitDelay(t *testing.T) {
 		if got := s.Stats().Commits - before; got != tc.commits {
 			t.Errorf("delay %v, %d with the first: Updates 50ms apart took %d commits, want %d", tc.delay, tc.withA, got, tc.commits)
 		}
+	}
+}
+
+// TestOptimisticBatch: batches run without per-request savepoints until a
+// fn fails; then the transaction is rolled back, the failed request gets its
+// error, and the others run again with savepoints, each committing once.
+// The next batch without a failure returns the writer to running without.
+func TestOptimisticBatch(t *testing.T) {
+	s := MustOpen(t)
+	ctx := context.Background()
+	if err := s.Update(ctx, func(tx gatehouse.Tx) error {
+		return tx.CreateScope(&gatehouse.Scope{ID: "acme", CreatedAt: time.Now().UTC()})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// savepoints reports whether the batch of an Update runs its fns in
+	// savepoints (read on the writer's goroutine).
+	savepoints := func() bool {
+		var f bool
+		if err := s.Update(ctx, func(gatehouse.Tx) error { f = s.w.failing; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	if savepoints() {
+		t.Fatal("the writer starts in savepoint mode")
+	}
+	release := make(chan struct{})
+	started := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		s.Update(ctx, func(gatehouse.Tx) error { close(started); <-release; return nil })
+	})
+	<-started
+	errBoom := errors.New("boom")
+	var calls [9]atomic.Int32
+	errs := make([]error, len(calls))
+	for i := range calls {
+		wg.Go(func() {
+			errs[i] = s.Update(ctx, func(tx gatehouse.Tx) error {
+				calls[i].Add(1)
+				if err := tx.AppendEvent(&gatehouse.Event{Scope: "acme", Type: "x", Time: time.Now().UTC(), Subject: fmt.Sprint(i)}); err != nil {
+					return err
+				}
+				if i == 4 {
+					return errBoom // after a write: the whole transaction must go
+				}
+				return nil
+			})
+		})
+		waitQueued(t, s, i+1) // queued in order
+	}
+	close(release)
+	wg.Wait()
+	for i, err := range errs {
+		if want := i == 4; errors.Is(err, errBoom) != want || (!want && err != nil) {
+			t.Errorf("update %d: got %v", i, err)
+		}
+	}
+	for i := range calls {
+		want := int32(1)
+		if i < 4 {
+			want = 2 // ran before the failure, then again with savepoints
+		}
+		if got := calls[i].Load(); got != want {
+			t.Errorf("update %d: fn ran %d times, want %d", i, got, want)
+		}
+	}
+	evs, err := s.ListEvents(ctx, "acme", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subjects []string
+	for i, e := range evs {
+		if e.Seq != int64(i+1) {
+			t.Errorf("event %d has seq %d", i, e.Seq)
+		}
+		subjects = append(subjects, e.Subject)
+	}
+	if want := []string{"0", "1", "2", "3", "5", "6", "7", "8"}; !slices.Equal(subjects, want) {
+		t.Errorf("events: got subjects %v, want %v (each once, none of the failed update)", subjects, want)
+	}
+	if !savepoints() {
+		t.Error("after a failure the next batch should use savepoints")
+	}
+	if savepoints() {
+		t.Error("after a batch without failures the writer should run without savepoints again")
 	}
 }

@@ -54,6 +54,11 @@ type writer struct {
 
 	lastBatch int         // how many requests the previous batch took
 	delay     *time.Timer // the commit delay's, stopped when idle
+
+	// failing: a request's fn failed lately, so batches run each fn in a
+	// savepoint (runBatch) until one has no failure; else they run without
+	// (runOptimistic). failed: a fn of the current batch failed.
+	failing, failed bool
 }
 
 // bigBatch is the batch size at which the commit delay ends: the commit's
@@ -140,8 +145,17 @@ func (w *writer) run() {
 				live = append(live, r)
 			}
 		}
+		safe := w.failing
+		w.failed = false
 		for len(live) > 0 {
-			live = w.runBatch(live)
+			if w.failing {
+				live = w.runBatch(live)
+			} else {
+				live = w.runOptimistic(live)
+			}
+		}
+		if safe && !w.failed {
+			w.failing = false
 		}
 	}
 }
@@ -156,7 +170,90 @@ func (w *writer) exec(query string) error {
 	return err
 }
 
-// runBatch runs batch in one transaction and answers every request in it. If
+// runOptimistic runs batch in one transaction, without a savepoint for each
+// fn, and answers every request in it. A savepoint costs two statements and a
+// copy of every page fn touches, for every request of every batch, and it is
+// needed only when a fn fails: then runOptimistic rolls the whole
+// transaction back, answers the failed request with its error (its fn ran on
+// the writes of the ones before it, as it would have with a savepoint) and
+// returns the others, run or not, for runBatch to run again with
+// savepoints. A fn may run twice, as under PostgreSQL's serialization
+// retries; only one run commits.
+func (w *writer) runOptimistic(batch []*request) (rest []*request) {
+	if err := w.exec(`BEGIN IMMEDIATE`); err != nil {
+		err = fmt.Errorf("%w: %w", gatehouse.Errorf(gatehouse.EUnavailable, "the database is not writable"), err)
+		for _, r := range batch {
+			r.done <- result{err: err}
+		}
+		return nil
+	}
+	clear(w.batchSeqs)
+	var ran []*request
+	for i, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- result{err: err}
+			continue
+		}
+		w.s.updates.Add(1)
+		clear(w.fnSeqs)
+		res := w.call(r.fn)
+		if res.err != nil || res.panicked {
+			clear(w.fnSeqs)
+			clear(w.batchSeqs)
+			w.exec(`ROLLBACK`)
+			w.failing, w.failed = true, true
+			w.s.updates.Add(-int64(len(ran))) // they run again
+			r.done <- res
+			return append(ran, batch[i+1:]...)
+		}
+		ran = append(ran, r)
+		for scope, seq := range w.fnSeqs {
+			w.batchSeqs[scope] = seq
+		}
+		clear(w.fnSeqs)
+	}
+	w.commit(ran)
+	return nil
+}
+
+// commit writes the batch's event sequences and commits the transaction,
+// then answers the requests that ran: nil, or the failure for all of them.
+func (w *writer) commit(ran []*request) {
+	fail := func(err error) {
+		clear(w.batchSeqs)
+		w.exec(`ROLLBACK`)
+		err = fmt.Errorf("%w: %w", gatehouse.Errorf(gatehouse.EUnavailable, "the write was not committed; retry"), err)
+		for _, r := range ran {
+			r.done <- result{err: err}
+		}
+	}
+	if len(ran) == 0 {
+		w.exec(`ROLLBACK`)
+		return
+	}
+	for scope, seq := range w.batchSeqs {
+		if _, err := w.stmts.exec(bg, `INSERT INTO event_seqs (scope, seq) VALUES (?, ?)
+			ON CONFLICT (scope) DO UPDATE SET seq = excluded.seq`, scope, seq); err != nil {
+			fail(err)
+			return
+		}
+	}
+	if err := w.exec(`COMMIT`); err != nil {
+		fail(err)
+		return
+	}
+	for scope, seq := range w.batchSeqs {
+		w.seqs[scope] = seq
+	}
+	w.s.commits.Add(1)
+	w.s.ckpt.committed()
+	for _, r := range ran {
+		r.done <- result{}
+	}
+}
+
+// runBatch runs batch in one transaction, each fn in a savepoint, and
+// answers every request in it. If
 // the transaction breaks part way (an I/O error, say, makes SQLite roll it
 // back), the requests already run fail and runBatch returns the ones it has
 // not started, for a fresh transaction.
@@ -196,6 +293,7 @@ func (w *writer) runBatch(batch []*request) (rest []*request) {
 		clear(w.fnSeqs)
 		res := w.call(r.fn)
 		if res.err != nil || res.panicked {
+			w.failed = true
 			clear(w.fnSeqs)
 			if err := w.exec(`ROLLBACK TO fn`); err != nil {
 				// The transaction is gone, and this fn's writes with it: its
@@ -223,29 +321,7 @@ func (w *writer) runBatch(batch []*request) (rest []*request) {
 		}
 		clear(w.fnSeqs)
 	}
-	if len(ran) == 0 {
-		w.exec(`ROLLBACK`)
-		return nil
-	}
-	for scope, seq := range w.batchSeqs {
-		if _, err := w.stmts.exec(bg, `INSERT INTO event_seqs (scope, seq) VALUES (?, ?)
-			ON CONFLICT (scope) DO UPDATE SET seq = excluded.seq`, scope, seq); err != nil {
-			fail(err)
-			return nil
-		}
-	}
-	if err := w.exec(`COMMIT`); err != nil {
-		fail(err)
-		return nil
-	}
-	for scope, seq := range w.batchSeqs {
-		w.seqs[scope] = seq
-	}
-	w.s.commits.Add(1)
-	w.s.ckpt.committed()
-	for _, r := range ran {
-		r.done <- result{}
-	}
+	w.commit(ran)
 	return nil
 }
 
