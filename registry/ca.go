@@ -23,8 +23,22 @@ type caCache struct {
 }
 
 type cachedCA struct {
-	digest [32]byte
-	auth   *ca.Authority
+	digest  [32]byte
+	auth    *ca.Authority
+	checked time.Time // when the stored record was last compared with it
+}
+
+// caRecheck is how long a node issues with a scope CA before it reads the
+// stored record again to see whether it was replaced (a CA import, a scope
+// re-created): this node forgets its copy at once, other nodes within
+// caRecheck. Reading the record costs about 2% of a registration's CPU.
+const caRecheck = time.Second
+
+// forget drops the cached CA of scope, after this node replaced it.
+func (c *caCache) forget(scope string) {
+	c.mu.Lock()
+	delete(c.m, scope)
+	c.mu.Unlock()
 }
 
 func scopeKeyAAD(scope string) []byte { return []byte("scope-ca-key:" + scope) }
@@ -85,6 +99,7 @@ func (s *Service) EnsureScopeCAs(ctx context.Context) error {
 		err := s.update(ctx, func(tx gatehouse.Tx, ev *eventLog) error {
 			return s.newScopeCA(tx, ev, sc.ID, gatehouse.SystemActor, now)
 		})
+		s.cas.forget(sc.ID)
 		if err != nil {
 			return fmt.Errorf("scope %s: %w", sc.ID, err)
 		}
@@ -94,6 +109,13 @@ func (s *Service) EnsureScopeCAs(ctx context.Context) error {
 
 // authority returns the scope's issuing CA with its key unsealed.
 func (s *Service) authority(ctx context.Context, scope string) (*ca.Authority, error) {
+	s.cas.mu.Lock()
+	c, ok := s.cas.m[scope]
+	s.cas.mu.Unlock()
+	if ok && time.Since(c.checked) < caRecheck {
+		return c.auth, nil
+	}
+	checked := time.Now()
 	rec, err := s.store.GetScopeCA(ctx, scope)
 	if gatehouse.ErrorCode(err) == gatehouse.ENotFound {
 		return nil, gatehouse.Errorf(gatehouse.ENotFound, "scope %q has no certificate authority", scope)
@@ -101,10 +123,13 @@ func (s *Service) authority(ctx context.Context, scope string) (*ca.Authority, e
 		return nil, err
 	}
 	digest := sha256.Sum256(rec.CertDER)
-	s.cas.mu.Lock()
-	c, ok := s.cas.m[scope]
-	s.cas.mu.Unlock()
 	if ok && c.digest == digest {
+		s.cas.mu.Lock()
+		if cur, still := s.cas.m[scope]; still && cur.auth == c.auth {
+			cur.checked = checked
+			s.cas.m[scope] = cur
+		}
+		s.cas.mu.Unlock()
 		return c.auth, nil
 	}
 	auth, err := s.openCA(rec)
@@ -112,7 +137,7 @@ func (s *Service) authority(ctx context.Context, scope string) (*ca.Authority, e
 		return nil, err
 	}
 	s.cas.mu.Lock()
-	s.cas.m[scope] = cachedCA{digest: digest, auth: auth}
+	s.cas.m[scope] = cachedCA{digest: digest, auth: auth, checked: checked}
 	s.cas.mu.Unlock()
 	return auth, nil
 }
@@ -227,6 +252,7 @@ func (s *Service) ImportCA(ctx context.Context, p *gatehouse.Principal, scope st
 		}
 		return ev.append(scope, gatehouse.EventCAImported, p.Actor(), "scopes/"+scope+"/ca", now, caEvent(rec, auth))
 	})
+	s.cas.forget(scope)
 	if err != nil {
 		return nil, err
 	}

@@ -47,6 +47,7 @@ func (s *Service) createScope(ctx context.Context, actor, id string) (*gatehouse
 		}
 		return s.newScopeCA(tx, ev, id, actor, sc.CreatedAt)
 	})
+	s.cas.forget(id)
 	if err != nil {
 		return nil, err
 	}
