@@ -19,8 +19,8 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/gatehouse-iot/gatehouse/ca"
-	"github.com/gatehouse-iot/gatehouse/secret"
 	"github.com/gatehouse-iot/gatehouse/registry"
+	"github.com/gatehouse-iot/gatehouse/secret"
 	"github.com/gatehouse-iot/gatehouse/store/sqlite"
 )
 
