@@ -271,11 +271,11 @@ func (s *Service) provision(ctx context.Context, req Request, m *match, csr *x50
 		}
 		validity := time.Duration(e.Credentials.Validity)
 		if validity == 0 {
-			sc, err := s.store.GetScope(ctx, req.Scope)
+			sp, err := s.reg.IssuancePolicy(ctx, req.Scope)
 			if err != nil {
 				return nil, err
 			}
-			validity = time.Duration(sc.Policy.WithDefaults().CertValidity)
+			validity = time.Duration(sp.WithDefaults().CertValidity)
 		}
 		if commit.CertDER, err = auth.IssueDeviceCertificate(csr, req.Scope, deviceID, validity, now); err != nil {
 			return nil, fmt.Errorf("issue certificate: %w", err)

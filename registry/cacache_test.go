@@ -22,8 +22,9 @@ import (
 )
 
 // TestScopeCACacheAcrossNodes: two registries on one database, as two
-// nodes. The node that imports a CA issues with it at once; the other
-// keeps its cached CA for at most a second, then issues with the new one.
+// nodes. The node that imports a CA (or sets the scope's policy) issues with
+// it at once; the other keeps its cached copy for at most a second, then
+// issues with the new one.
 func TestScopeCACacheAcrossNodes(t *testing.T) {
 	ctx := context.Background()
 	st, err := sqlite.Open(filepath.Join(t.TempDir(), "gh.db"))
@@ -77,9 +78,35 @@ func TestScopeCACacheAcrossNodes(t *testing.T) {
 	if got := subject(a); got != old {
 		t.Errorf("the other node issues with %q within a second of the import, want its cached %q (the recheck interval)", got, old)
 	}
+
+	// The issuance policy likewise.
+	validity := func(r *registry.Service) time.Duration {
+		t.Helper()
+		sp, err := r.IssuancePolicy(ctx, gatehouse.DefaultScope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(sp.WithDefaults().CertValidity)
+	}
+	before := validity(a)
+	validity(b)
+	want := 7 * 24 * time.Hour
+	if _, err := b.SetScopePolicy(ctx, admin, gatehouse.DefaultScope, gatehouse.ScopePolicy{CertValidity: gatehouse.Duration(want)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := validity(b); got != want {
+		t.Errorf("the node that set the policy issues for %v, want %v at once", got, want)
+	}
+	if got := validity(a); got != before {
+		t.Errorf("the other node issues for %v within a second, want its cached %v", got, before)
+	}
+
 	time.Sleep(1100 * time.Millisecond)
 	if got := subject(a); got != "Imported Fleet CA" {
 		t.Errorf("the other node issues with %q a second after the import, want the imported CA", got)
+	}
+	if got := validity(a); got != want {
+		t.Errorf("the other node issues for %v a second after the change, want %v", got, want)
 	}
 }
 

@@ -516,6 +516,7 @@ func (s *Service) SetScopePolicy(ctx context.Context, p *gatehouse.Principal, sc
 		out = sc
 		return ev.append(scope, gatehouse.EventScopeUpdated, p.Actor(), "scopes/"+scope, s.timestamp(), map[string]any{"policy": policy})
 	})
+	s.policies.forget(scope)
 	return out, err
 }
 

@@ -16,14 +16,15 @@ import (
 
 // Service is the registry. It is safe for concurrent use.
 type Service struct {
-	store   gatehouse.Store
-	now     func() time.Time
-	log     *slog.Logger
-	hub     *hub
-	root    *ca.Authority   // the installation root; signs scope CAs
-	keyring *secret.Keyring // seals scope CA keys
-	cas     caCache
-	pres    *presence
+	store    gatehouse.Store
+	now      func() time.Time
+	log      *slog.Logger
+	hub      *hub
+	root     *ca.Authority   // the installation root; signs scope CAs
+	keyring  *secret.Keyring // seals scope CA keys
+	cas      caCache
+	policies policyCache
+	pres     *presence
 	// verified caches certificate chains that verified (signature work
 	// only; never status).
 	verified verifyCache
@@ -49,7 +50,7 @@ func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
 
 // New returns a registry over store.
 func New(store gatehouse.Store, opts ...Option) *Service {
-	s := &Service{store: store, now: time.Now, log: slog.New(slog.DiscardHandler), hub: newHub(), cas: caCache{m: map[string]cachedCA{}}, pres: newPresence()}
+	s := &Service{store: store, now: time.Now, log: slog.New(slog.DiscardHandler), hub: newHub(), cas: caCache{m: map[string]cachedCA{}}, policies: policyCache{m: map[string]cachedPolicy{}}, pres: newPresence()}
 	for _, o := range opts {
 		o(s)
 	}
