@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gatehouse-iot/gatehouse"
+	"github.com/gatehouse-iot/gatehouse/adminclient"
 	"github.com/gatehouse-iot/gatehouse/deviceclient"
 	"github.com/gatehouse-iot/gatehouse/registry"
 	"github.com/gatehouse-iot/gatehouse/server"
@@ -205,6 +207,8 @@ type simTarget struct {
 	coapAddr     string
 	inProcess    bool
 	close        func()
+	// admin lists the fleet's devices back from the registry afterwards.
+	admin *adminclient.Client
 }
 
 // simResult is what "sim" prints (-o json).
@@ -231,6 +235,12 @@ type simResult struct {
 	P99         float64        `json:"p99_ms"`
 	Max         float64        `json:"max_ms"`
 	Fallbacks   int64          `json:"fallbacks"`
+	// Registered is how many devices the registry holds for the fleet's
+	// enrollment afterwards; Duplicates counts what should be unique and is
+	// not: a device ID or certificate serial two simulated devices were
+	// given, or a registry device beyond one per device that succeeded.
+	Registered int `json:"registered"`
+	Duplicates int `json:"duplicates"`
 	// ByProtocol is, per protocol a device provisioned over, how many
 	// did and their latency.
 	ByProtocol map[string]simProtocolResult `json:"by_protocol"`
@@ -281,6 +291,9 @@ func (a *app) sim(ctx context.Context, o simOptions) error {
 	for _, n := range fleet.codes {
 		res.Failed += n
 	}
+	if res.Registered, res.Duplicates, err = fleet.checkRegistry(ctx); err != nil {
+		return fmt.Errorf("list the fleet's devices: %w", err)
+	}
 	res.Rate = round(float64(res.Succeeded)/elapsed.Seconds(), 1)
 	lat := fleet.lat
 	slices.Sort(lat)
@@ -295,10 +308,31 @@ func (a *app) sim(ctx context.Context, o simOptions) error {
 	} else {
 		a.printSim(res)
 	}
-	if res.Failed > 0 {
+	if res.Failed > 0 || res.Duplicates > 0 {
 		return exitStatus(1)
 	}
 	return nil
+}
+
+// checkRegistry counts the fleet's duplicates: device IDs and certificate
+// serials the devices were given more than once, and devices the registry
+// holds for the fleet's enrollment beyond one per device that succeeded
+// (retries after dropped answers must not make a second device). It returns
+// how many devices the registry holds for the enrollment.
+func (f *simFleet) checkRegistry(ctx context.Context) (registered, duplicates int, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ids, duplicates := givenDuplicates(f.given)
+	for d, err := range f.t.admin.Devices(ctx, f.o.scope, adminclient.ListOptions{Enrollment: f.t.enrollmentID, Limit: 1000}) {
+		if err != nil {
+			return 0, 0, err
+		}
+		registered++
+		if !ids[d.ID] {
+			duplicates++ // a device no simulated device was told of
+		}
+	}
+	return registered, duplicates, nil
 }
 
 func (a *app) printSim(r simResult) {
@@ -333,6 +367,7 @@ func (a *app) printSim(r simResult) {
 	if r.Renewed > 0 {
 		fmt.Fprintf(w, "renewed   %d\n", r.Renewed)
 	}
+	fmt.Fprintf(w, "registry  %d devices for the fleet's enrollment, %d duplicates\n", r.Registered, r.Duplicates)
 	if r.Failed == 0 {
 		fmt.Fprintln(w, "failures  none")
 		return
@@ -395,6 +430,11 @@ func simLocalTarget(ctx context.Context, o simOptions) (*simTarget, error) {
 		return nil, err
 	}
 	t.url, t.inProcess, t.roots, t.close = ls.srv.URL(), true, ls.roots, ls.close
+	if t.admin, err = adminclient.New(t.url, ls.token, adminclient.WithRootCAs(ls.roots)); err != nil {
+		ls.close()
+		return nil, err
+	}
+	t.close = func() { t.admin.Close(); ls.close() }
 	if a := ls.srv.MQTTAddr(); a != nil {
 		t.mqttAddr = a.String()
 	}
@@ -429,26 +469,30 @@ func (a *app) simRemoteTarget(ctx context.Context, o simOptions) (*simTarget, er
 	if err != nil {
 		return nil, err
 	}
-	defer cl.Close()
 	e, err := cl.CreateEnrollment(ctx, o.scope, simEnrollment(o))
 	if err != nil {
+		cl.Close()
 		return nil, err
 	}
 	t, err := simTargetOf(e)
 	if err != nil {
+		cl.Close()
 		return nil, err
 	}
+	t.admin = cl
 	if c.caFile != "" {
 		caPEM, err := os.ReadFile(c.caFile)
 		if err != nil {
+			cl.Close()
 			return nil, err
 		}
 		t.roots = x509.NewCertPool()
 		if !t.roots.AppendCertsFromPEM(caPEM) {
+			cl.Close()
 			return nil, usagef("%s holds no PEM certificate", c.caFile)
 		}
 	}
-	t.url, t.close = strings.TrimRight(c.server, "/"), func() {}
+	t.url, t.close = strings.TrimRight(c.server, "/"), func() { cl.Close() }
 	t.mqttAddr, t.coapAddr = o.mqttAddr, o.coapAddr
 	return t, nil
 }
@@ -472,6 +516,37 @@ type simFleet struct {
 	byProto    map[deviceclient.Protocol][]time.Duration
 	codes      map[string]int
 	retryCodes map[string]int
+	given      []simIdentity // what each device that succeeded was given
+}
+
+// givenDuplicates returns the device IDs given and how many device IDs and
+// certificate serials were given more than once.
+func givenDuplicates(given []simIdentity) (ids map[string]bool, duplicates int) {
+	ids = map[string]bool{}
+	serials := map[string]bool{}
+	for _, g := range given {
+		if ids[g.deviceID] {
+			duplicates++
+		}
+		ids[g.deviceID] = true
+		for _, sn := range g.serials {
+			if sn == "" {
+				continue // no certificate
+			}
+			if serials[sn] {
+				duplicates++
+			}
+			serials[sn] = true
+		}
+	}
+	return ids, duplicates
+}
+
+// simIdentity is the device ID and certificate serials (the first and the
+// renewed) one simulated device was given.
+type simIdentity struct {
+	deviceID string
+	serials  []string
 }
 
 func newSimFleet(t *simTarget, o simOptions) *simFleet {
@@ -503,7 +578,7 @@ func (f *simFleet) run(ctx context.Context) time.Duration {
 					}
 				}
 				plan := f.o.plans[int(i-1)%len(f.o.plans)]
-				d, proto, code := f.device(ctx, fmt.Sprintf("sim-%s-%06d", f.prefix, i), plan)
+				d, proto, given, code := f.device(ctx, fmt.Sprintf("sim-%s-%06d", f.prefix, i), plan)
 				f.mu.Lock()
 				if code != "" {
 					f.codes[code]++
@@ -511,6 +586,7 @@ func (f *simFleet) run(ctx context.Context) time.Duration {
 				} else {
 					f.lat = append(f.lat, d)
 					f.byProto[proto] = append(f.byProto[proto], d)
+					f.given = append(f.given, given)
 				}
 				f.mu.Unlock()
 				f.done.Add(1)
@@ -523,9 +599,9 @@ func (f *simFleet) run(ctx context.Context) time.Duration {
 
 // device provisions one simulated device (and renews it with --renew):
 // a client of its own, its own key, a new TLS connection per request. It
-// returns the provisioning's latency and the protocol that carried it, or
-// the failure's code.
-func (f *simFleet) device(ctx context.Context, regID string, plan []deviceclient.Protocol) (time.Duration, deviceclient.Protocol, string) {
+// returns the provisioning's latency, the protocol that carried it and
+// what the device was given, or the failure's code.
+func (f *simFleet) device(ctx context.Context, regID string, plan []deviceclient.Protocol) (time.Duration, deviceclient.Protocol, simIdentity, string) {
 	creds := deviceclient.Credentials{GroupKey: f.t.groupKey}
 	if f.t.token != "" {
 		creds = deviceclient.Credentials{BootstrapToken: f.t.token}
@@ -549,22 +625,39 @@ func (f *simFleet) device(ctx context.Context, regID string, plan []deviceclient
 		},
 	})
 	if err != nil {
-		return 0, "", "client_error"
+		return 0, "", simIdentity{}, "client_error"
 	}
 	defer c.Close()
 	start := time.Now()
 	id, err := c.Provision(ctx)
 	if err != nil {
-		return 0, "", simFailureCode(err)
+		return 0, "", simIdentity{}, simFailureCode(err)
 	}
 	d := time.Since(start)
+	given := simIdentity{deviceID: id.DeviceID, serials: []string{certSerial(id.CertificatePEM)}}
 	if f.o.renew {
-		if _, err := c.Renew(ctx); err != nil {
-			return 0, "", "renew_" + simFailureCode(err)
+		renewed, err := c.Renew(ctx)
+		if err != nil {
+			return 0, "", simIdentity{}, "renew_" + simFailureCode(err)
 		}
+		given.serials = append(given.serials, certSerial(renewed.CertificatePEM))
 		f.renewed.Add(1)
 	}
-	return d, id.Protocol, ""
+	return d, id.Protocol, given, ""
+}
+
+// certSerial is a PEM certificate's serial in hexadecimal, or the PEM
+// itself if it does not parse (still unique per certificate).
+func certSerial(certPEM string) string {
+	if certPEM == "" {
+		return ""
+	}
+	if b, _ := pem.Decode([]byte(certPEM)); b != nil {
+		if c, err := x509.ParseCertificate(b.Bytes); err == nil {
+			return c.SerialNumber.Text(16)
+		}
+	}
+	return certPEM
 }
 
 // simFailureCode is the code a failure is counted under: the server's code,

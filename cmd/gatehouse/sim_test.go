@@ -23,6 +23,9 @@ func TestSim(t *testing.T) {
 		if got.Succeeded != 200 || got.Failed != 0 {
 			t.Errorf("got %d succeeded, %d failed (%v), want 200 and 0", got.Succeeded, got.Failed, got.Failures)
 		}
+		if got.Registered != 200 || got.Duplicates != 0 {
+			t.Errorf("registry: got %d devices, %d duplicates; want 200 and 0", got.Registered, got.Duplicates)
+		}
 		if got.Retries == 0 || got.Dropped == 0 {
 			t.Errorf("got %d retries, %d dropped connections; want both > 0", got.Retries, got.Dropped)
 		}
@@ -38,7 +41,7 @@ func TestSim(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 		}
-		for _, want := range []string{"provisioned 200 of 200 devices", "latency   p50", "failures  none"} {
+		for _, want := range []string{"provisioned 200 of 200 devices", "latency   p50", "failures  none", "registry  200 devices for the fleet's enrollment, 0 duplicates"} {
 			if !strings.Contains(r.stdout, want) {
 				t.Errorf("got %q, want it to contain %q", r.stdout, want)
 			}
@@ -65,6 +68,9 @@ func TestSimProtocols(t *testing.T) {
 			}
 			if got.Succeeded != 8 || got.Renewed != 8 {
 				t.Errorf("got %d succeeded, %d renewed (%v), want 8 and 8", got.Succeeded, got.Renewed, got.Failures)
+			}
+			if got.Registered != 8 || got.Duplicates != 0 {
+				t.Errorf("registry: got %d devices, %d duplicates; want 8 and 0", got.Registered, got.Duplicates)
 			}
 		})
 	}
@@ -137,4 +143,30 @@ func TestSimMixedProtocols(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestGivenDuplicates: a device ID or a certificate serial given to two
+// simulated devices counts as a duplicate; renewing gives a device a second,
+// different serial, which does not.
+func TestGivenDuplicates(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		given []simIdentity
+		want  int
+	}{
+		{"distinct", []simIdentity{{"a", []string{"1", "2"}}, {"b", []string{"3"}}}, 0},
+		{"same device ID", []simIdentity{{"a", []string{"1"}}, {"a", []string{"2"}}}, 1},
+		{"same serial", []simIdentity{{"a", []string{"1"}}, {"b", []string{"1"}}}, 1},
+		{"no certificates", []simIdentity{{"a", []string{""}}, {"b", []string{""}}}, 0},
+	} {
+		ids, got := givenDuplicates(tc.given)
+		if got != tc.want {
+			t.Errorf("%s: got %d duplicates, want %d", tc.name, got, tc.want)
+		}
+		for _, g := range tc.given {
+			if !ids[g.deviceID] {
+				t.Errorf("%s: device %q missing from the IDs", tc.name, g.deviceID)
+			}
+		}
+	}
 }
