@@ -157,15 +157,24 @@ func newSelfSigned(subject pkix.Name, signer crypto.Signer, now time.Time, valid
 	return x509.ParseCertificate(der)
 }
 
-// randomSerial returns a random positive 128-bit serial number.
+// randomSerial returns a positive 121-bit serial number with 64 bits from
+// the CSPRNG (the CA/Browser Forum's minimum for public CAs) after the time:
+// a marker byte 0x01, the time in microseconds (56 bits: until the year
+// 4253), then the random bits. Serials so made sort by issue time, in
+// hexadecimal too (31 digits each), so the registry's indexes on them grow
+// at their end: a random key lands every insert on another index page, and
+// each page a batch dirties is one more WAL frame at commit. Measured with
+// BenchmarkCommitProvision: about 8% of the registration transaction.
 func randomSerial() (*big.Int, error) {
-	b := make([]byte, 16)
-	for {
-		rand.Read(b)
-		if n := new(big.Int).SetBytes(b); n.Sign() > 0 {
-			return n, nil
-		}
+	var b [16]byte
+	b[0] = 0x01
+	us := uint64(time.Now().UnixMicro())
+	for i := 7; i >= 1; i-- {
+		b[i] = byte(us)
+		us >>= 8
 	}
+	rand.Read(b[8:])
+	return new(big.Int).SetBytes(b[:]), nil
 }
 
 // subjectKeyID returns the key identifier of pub by RFC 7093 section 2
