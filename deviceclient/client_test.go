@@ -201,3 +201,62 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestRenewAfterReset: when the server no longer knows the device's
+// certificate (an operator revoked it, or deleted the device), Renew
+// registers the device again with its enrollment credentials instead of
+// failing, and stores the new identity.
+func TestRenewAfterReset(t *testing.T) {
+	n := startNode(t)
+	groupKey := n.symmetricGroup(t, "line-reset")
+	ctx := context.Background()
+	for _, reset := range []string{"revoked", "deleted"} {
+		t.Run(reset, func(t *testing.T) {
+			regID := "dev-reset-" + reset
+			store := &deviceclient.MemoryStore{}
+			c, err := deviceclient.New(deviceclient.Config{ServerURL: n.srv.URL(), RegistrationID: regID, Protocol: deviceclient.Native,
+				Credentials: deviceclient.Credentials{GroupKey: groupKey}, RootCAs: n.roots, Store: store, Retry: deviceclient.Retry{Attempts: 1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, err := c.Provision(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cert, err := first.TLSCertificate()
+			if err != nil {
+				t.Fatal(err)
+			}
+			leaf, err := x509.ParseCertificate(cert.Certificate[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch reset {
+			case "revoked":
+				if _, err := n.srv.Registry().RevokeCertificate(ctx, n.p, "default", leaf.SerialNumber.Text(16), "keyCompromise"); err != nil {
+					t.Fatal(err)
+				}
+			case "deleted":
+				if err := n.srv.Registry().DeleteDevice(ctx, n.p, "default", first.DeviceID, ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			again, err := c.Renew(ctx)
+			if err != nil {
+				t.Fatalf("Renew after the certificate was %s: %v", reset, err)
+			}
+			if again.CertificatePEM == first.CertificatePEM || again.KeyPEM == first.KeyPEM {
+				t.Fatal("Renew kept the old certificate or key")
+			}
+			if again.ProvisionedAt.Equal(first.ProvisionedAt) {
+				t.Error("Renew did not register again (ProvisionedAt unchanged)")
+			}
+			if stored, err := store.Load(ctx); err != nil || stored.CertificatePEM != again.CertificatePEM {
+				t.Errorf("the store holds another identity (err %v)", err)
+			}
+			if _, err := n.srv.Registry().GetDevice(ctx, n.p, "default", first.DeviceID); err != nil {
+				t.Errorf("the device is not in the registry after registering again: %v", err)
+			}
+		})
+	}
+}
