@@ -121,7 +121,10 @@ type Tx interface {
 	DeleteDevice(scope, id string) error
 	AddStateChange(scope, id string, c *StateChange) error
 
-	// AppendEvent assigns e.Seq (the next number in e.Scope) and writes e.
+	// AppendEvent writes e with the next number of e.Scope's sequence. The
+	// number is in e.Seq once Update has returned nil (a backend may number
+	// and write the transaction's events when fn has returned, so that the
+	// sequence is locked only until the commit: PostgreSQL), not before.
 	AppendEvent(e *Event) error
 
 	// UpdateScope replaces a scope's mutable fields (its policy), leaving

@@ -20,6 +20,8 @@ import (
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/registry"
 	"github.com/gatehouse-iot/gatehouse/secret"
+	"github.com/gatehouse-iot/gatehouse/store/postgres"
+	"github.com/gatehouse-iot/gatehouse/store/postgres/pgtest"
 	"github.com/gatehouse-iot/gatehouse/store/sqlite"
 )
 
@@ -31,12 +33,26 @@ import (
 // cpu-us/op is the process's CPU time per registration, the figure that
 // counts when the CPUs are saturated; the certificates are made beforehand.
 func BenchmarkCommitProvision(b *testing.B) {
+	b.Run("sqlite", func(b *testing.B) {
+		st, err := sqlite.Open(filepath.Join(b.TempDir(), "gh.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer st.Close()
+		benchCommitProvision(b, st)
+	})
+	b.Run("postgres", func(b *testing.B) {
+		st, err := postgres.Open(context.Background(), pgtest.NewDatabase(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer st.Close()
+		benchCommitProvision(b, st)
+	})
+}
+
+func benchCommitProvision(b *testing.B, st gatehouse.Store) {
 	ctx := context.Background()
-	st, err := sqlite.Open(filepath.Join(b.TempDir(), "gh.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
 	mk := make([]byte, 32)
 	rand.Read(mk)
 	kr, err := secret.NewKeyring(mk)

@@ -2,33 +2,77 @@ package postgres
 
 import (
 	"context"
+	"maps"
+	"slices"
+	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/jackc/pgx/v5"
 )
 
-// AppendEvent takes the next number of the scope's sequence and writes the
-// event in one statement. The upsert locks the scope's event_seqs row until
-// the transaction ends, so concurrent writers of one scope commit in
-// sequence order and a reader never sees event n+1 before event n; a
-// rollback returns the number along with the event.
+// Events take the next numbers of the scope's sequence from its event_seqs
+// row. The upsert locks the row until the transaction ends, so concurrent
+// writers of one scope commit in sequence order and a reader never sees
+// event n+1 before event n; a rollback returns the numbers along with the
+// events.
+//
+// AppendEvent implements gatehouse.Tx. The event is written, and numbered,
+// when fn has returned (flushEvents), just before COMMIT: the scope's
+// counter row, which keeps the sequence gap-free and in commit order, is
+// then locked only from there to the end of COMMIT, not through all of fn,
+// so concurrent writers to one scope overlap everything else. e.Seq is set
+// when Update commits.
 func (t *Tx) AppendEvent(e *gatehouse.Event) error {
-	var data []byte
-	if e.Data != nil {
-		data = []byte(e.Data)
+	t.events = append(t.events, e)
+	return nil
+}
+
+// flushEvents numbers and writes the events fn appended: per scope, one
+// counter update for all of them and one insert, scopes in order (so that
+// transactions appending to several lock their counters in one order).
+func (t *Tx) flushEvents() error {
+	if len(t.events) == 0 {
+		return nil
 	}
-	err := t.tx.QueryRow(t.ctx, `
-		WITH next AS (
-			INSERT INTO event_seqs AS s (scope, seq) VALUES ($1, 1)
-			ON CONFLICT (scope) DO UPDATE SET seq = s.seq + 1
-			RETURNING seq
-		)
-		INSERT INTO events (scope, seq, type, time, actor, subject, data)
-		SELECT $1, next.seq, $2, $3, $4, $5, $6 FROM next
-		RETURNING seq`,
-		e.Scope, e.Type, e.Time, e.Actor, e.Subject, data).Scan(&e.Seq)
-	if err != nil {
-		return t.fail("append event", err)
+	byScope := map[string][]*gatehouse.Event{}
+	for _, e := range t.events {
+		byScope[e.Scope] = append(byScope[e.Scope], e)
+	}
+	for _, scope := range slices.Sorted(maps.Keys(byScope)) {
+		evs := byScope[scope]
+		types := make([]string, len(evs))
+		times := make([]time.Time, len(evs))
+		actors := make([]string, len(evs))
+		subjects := make([]string, len(evs))
+		datas := make([][]byte, len(evs))
+		for i, e := range evs {
+			types[i], times[i], actors[i], subjects[i] = e.Type, e.Time, e.Actor, e.Subject
+			if e.Data != nil {
+				datas[i] = []byte(e.Data)
+			}
+		}
+		// One statement: take n numbers, write the n events in append
+		// order (ordinality 1..n after the counter's old value).
+		var first int64
+		if err := t.tx.QueryRow(t.ctx, `
+			WITH next AS (
+				INSERT INTO event_seqs AS s (scope, seq) VALUES ($1, $2)
+				ON CONFLICT (scope) DO UPDATE SET seq = s.seq + $2
+				RETURNING seq
+			), ins AS (
+				INSERT INTO events (scope, seq, type, time, actor, subject, data)
+				SELECT $1, next.seq - $2 + e.ord, e.type, e.time, e.actor, e.subject, e.data
+				FROM next, unnest($3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::bytea[])
+					WITH ORDINALITY AS e(type, time, actor, subject, data, ord)
+				RETURNING seq
+			)
+			SELECT min(seq) FROM ins`,
+			scope, len(evs), types, times, actors, subjects, datas).Scan(&first); err != nil {
+			return t.fail("append event", err)
+		}
+		for i, e := range evs {
+			e.Seq = first + int64(i)
+		}
 	}
 	return nil
 }

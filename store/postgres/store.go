@@ -126,6 +126,9 @@ func (s *Store) update(ctx context.Context, fn func(tx gatehouse.Tx) error) (ret
 		// only roll back.
 		return isRetryable(tx.aborted), mapErr("commit", tx.aborted)
 	}
+	if err := tx.flushEvents(); err != nil {
+		return isRetryable(tx.aborted) || isRetryable(err), err
+	}
 	err = ptx.Commit(ctx)
 	committed = true // or failed: either way there is nothing to roll back
 	if err != nil {

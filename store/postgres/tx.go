@@ -25,6 +25,9 @@ type Tx struct {
 	// aborted is the first database error seen; PostgreSQL has aborted
 	// the transaction and will not commit it.
 	aborted error
+	// events are the events fn appended, written by flushEvents before
+	// COMMIT.
+	events []*gatehouse.Event
 }
 
 var _ gatehouse.Tx = (*Tx)(nil)

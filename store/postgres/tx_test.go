@@ -89,8 +89,8 @@ func TestSwallowedErrorDoesNotCommit(t *testing.T) {
 		}
 		// PostgreSQL text cannot hold NUL: the statement fails and aborts
 		// the transaction.
-		if err := tx.AppendEvent(&gatehouse.Event{Scope: "lost", Type: "bad\x00type", Time: ts()}); err == nil {
-			t.Errorf("AppendEvent with a NUL byte: got nil error")
+		if err := tx.CreateScope(&gatehouse.Scope{ID: "bad\x00scope", CreatedAt: ts()}); err == nil {
+			t.Errorf("CreateScope with a NUL byte: got nil error")
 		}
 		return nil
 	})
@@ -232,5 +232,40 @@ func TestTwoNodes(t *testing.T) {
 	}
 	if len(evs) != total {
 		t.Errorf("events: got %d, want %d", len(evs), total)
+	}
+}
+
+// TestEventWrittenAtCommitFails: events are numbered and written after fn
+// returns; one PostgreSQL refuses there fails Update, and nothing of the
+// transaction commits, the event counter included.
+func TestEventWrittenAtCommitFails(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	if err := s.Update(ctx, func(tx gatehouse.Tx) error {
+		return tx.CreateScope(&gatehouse.Scope{ID: "acme", CreatedAt: ts()})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Update(ctx, func(tx gatehouse.Tx) error {
+		if err := tx.CreateDevice(testDevice("acme", "kept-out")); err != nil {
+			return err
+		}
+		if err := tx.AppendEvent(&gatehouse.Event{Scope: "acme", Type: "ok", Time: ts()}); err != nil {
+			return err
+		}
+		return tx.AppendEvent(&gatehouse.Event{Scope: "acme", Type: "bad\x00type", Time: ts()})
+	})
+	if err == nil {
+		t.Fatal("Update: got nil error for an event PostgreSQL refuses")
+	}
+	if _, err := s.GetDevice(ctx, "acme", "kept-out"); gatehouse.ErrorCode(err) != gatehouse.ENotFound {
+		t.Errorf("GetDevice(kept-out): got %v, want not_found", err)
+	}
+	e := &gatehouse.Event{Scope: "acme", Type: "next", Time: ts()}
+	if err := s.Update(ctx, func(tx gatehouse.Tx) error { return tx.AppendEvent(e) }); err != nil {
+		t.Fatal(err)
+	}
+	if e.Seq != 1 {
+		t.Errorf("the next event took seq %d, want 1 (the failed transaction's numbers returned)", e.Seq)
 	}
 }
