@@ -246,7 +246,7 @@ func (s *Service) provision(ctx context.Context, req Request, m *match, csr *x50
 	}
 	commit := registry.ProvisionCommit{Scope: req.Scope, RegistrationID: req.RegistrationID, EnrollmentID: e.ID,
 		DeviceID: deviceID, OperationID: operationID, Dialect: req.Dialect, Force: req.Force, ConsumeToken: m.consumeToken, CSR: csr,
-		ProvedWith: m.kind, KeySlot: m.slot}
+		ProvedWith: m.kind, KeySlot: m.slot, Enrollment: e}
 	secrets, err := s.enrollmentSecrets(e)
 	if err != nil {
 		return nil, err

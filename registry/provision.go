@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
@@ -36,6 +37,15 @@ type ProvisionCommit struct {
 	AssignedHub string
 	Tags        map[string]string // overrides of the initial tags (pre-provision webhook)
 	Config      json.RawMessage   // override of the initial config
+	// Enrollment, if set, is the enrollment as the attestation read it
+	// (not modified). The transaction then decides with it and reads the
+	// enrollment's row, locking it, only at its end, to count the
+	// registration: on PostgreSQL concurrent registrations of one
+	// enrollment then hold its row lock only for their last statements and
+	// the commit, not for the whole transaction. If the enrollment's
+	// settings changed in between, the transaction runs again reading it
+	// first.
+	Enrollment *gatehouse.Enrollment
 }
 
 // ProvisionOutcome is the committed result.
@@ -49,6 +59,10 @@ type ProvisionOutcome struct {
 // registration of the same ID created the device first.
 var errRetry = errors.New("retry provisioning transaction")
 
+// errStaleEnrollment asks CommitProvision to run the transaction again
+// without the attestation's copy of the enrollment: its settings changed.
+var errStaleEnrollment = errors.New("the enrollment changed since the attestation read it")
+
 // CommitProvision creates or re-provisions the device, records the issued
 // certificate, counts the enrollment's use, stores the registration record
 // and appends the events, all in one transaction. Registering the same ID
@@ -57,6 +71,10 @@ var errRetry = errors.New("retry provisioning transaction")
 func (s *Service) CommitProvision(ctx context.Context, c ProvisionCommit) (*ProvisionOutcome, error) {
 	for attempt := 0; ; attempt++ {
 		out, err := s.commitProvision(ctx, c)
+		if errors.Is(err, errStaleEnrollment) {
+			c.Enrollment = nil
+			continue
+		}
 		if errors.Is(err, errRetry) {
 			if attempt < 3 {
 				continue
@@ -79,22 +97,18 @@ func (s *Service) commitProvision(ctx context.Context, c ProvisionCommit) (*Prov
 	}
 	err := s.update(ctx, func(tx gatehouse.Tx, ev *eventLog) error {
 		now := s.timestamp()
-		e, err := tx.GetEnrollment(c.Scope, c.EnrollmentID)
-		if gatehouse.ErrorCode(err) == gatehouse.ENotFound {
-			return gatehouse.Errorf(gatehouse.EEnrollmentNotFound, "no enrollment matches this device")
-		} else if err != nil {
-			return err
-		}
-		// The enrollment may have changed (been disabled, say) since the
-		// attestation read it: check it again under its row lock.
-		if err := CheckEnrollment(e, now); err != nil {
-			return err
-		}
-		if c.ConsumeToken {
-			if e.Attestation.MaxUses > 0 && e.Attestation.Uses >= e.Attestation.MaxUses {
-				return gatehouse.Errorf(gatehouse.EAttestationFailed, "attestation failed")
+		// e decides the registration; locked says whether it was read
+		// under its row lock. The attestation's copy is only read here.
+		e, locked := c.Enrollment, false
+		if e == nil || e.Scope != c.Scope || e.ID != c.EnrollmentID {
+			var err error
+			if e, err = lockEnrollment(tx, c.Scope, c.EnrollmentID); err != nil {
+				return err
 			}
-			e.Attestation.Uses++
+			locked = true
+		}
+		if err := checkEnrollmentUse(e, c, now, false); err != nil {
+			return err
 		}
 		reg, err := tx.GetRegistration(c.Scope, c.RegistrationID)
 		if gatehouse.ErrorCode(err) == gatehouse.ENotFound {
@@ -106,10 +120,9 @@ func (s *Service) commitProvision(ctx context.Context, c ProvisionCommit) (*Prov
 		var substatus string
 		switch {
 		case gatehouse.ErrorCode(err) == gatehouse.ENotFound:
-			if e.MaxRegistrations > 0 && e.Registrations >= e.MaxRegistrations {
-				return gatehouse.Errorf(gatehouse.EQuotaExceeded, "the enrollment admits no more devices")
+			if err := checkEnrollmentUse(e, c, now, true); err != nil {
+				return err
 			}
-			e.Registrations++
 			d = &gatehouse.Device{ID: c.DeviceID, Scope: c.Scope, State: gatehouse.StateProvisioned,
 				Connection: gatehouse.Connection{Status: gatehouse.Offline}, Tags: initialTags(e, c), Config: initialConfig(e, c),
 				Reported: json.RawMessage("{}"), Enrollment: e.ID, CreatedAt: now, UpdatedAt: now, ETag: newETag()}
@@ -200,18 +213,40 @@ func (s *Service) commitProvision(ctx context.Context, c ProvisionCommit) (*Prov
 			}
 			out.Credential = cred
 		}
-		e.UpdatedAt = now
-		prevE := e.ETag
-		e.ETag = newETag()
-		if err := tx.UpdateEnrollment(e, prevE); err != nil {
-			return err
-		}
 		reg.EnrollmentID, reg.DeviceID, reg.OperationID = e.ID, d.ID, c.OperationID
 		reg.Status, reg.Substatus, reg.AssignedHub = gatehouse.RegAssigned, substatus, c.AssignedHub
 		reg.ErrorCode, reg.ErrorMessage = "", ""
 		reg.Attempts++
 		reg.UpdatedAt, reg.ETag = now, newETag()
 		if err := tx.PutRegistration(reg); err != nil {
+			return err
+		}
+		// Count the registration on the enrollment, read (and locked) now
+		// if the attestation's copy decided it so far.
+		if !locked {
+			cur, err := lockEnrollment(tx, c.Scope, c.EnrollmentID)
+			if err != nil {
+				return err
+			}
+			if !sameEnrollmentSettings(cur, e) {
+				return errStaleEnrollment
+			}
+			e = cur
+		}
+		newDevice := substatus == gatehouse.SubInitialAssignment
+		if err := checkEnrollmentUse(e, c, now, newDevice); err != nil {
+			return err
+		}
+		if c.ConsumeToken {
+			e.Attestation.Uses++
+		}
+		if newDevice {
+			e.Registrations++
+		}
+		e.UpdatedAt = now
+		prevE := e.ETag
+		e.ETag = newETag()
+		if err := tx.UpdateEnrollment(e, prevE); err != nil {
 			return err
 		}
 		out.Device, out.Registration = d, reg
@@ -222,6 +257,46 @@ func (s *Service) commitProvision(ctx context.Context, c ProvisionCommit) (*Prov
 		return nil, err
 	}
 	return out, nil
+}
+
+// lockEnrollment reads the enrollment in tx, under its row lock where the
+// store has row locks.
+func lockEnrollment(tx gatehouse.Tx, scope, id string) (*gatehouse.Enrollment, error) {
+	e, err := tx.GetEnrollment(scope, id)
+	if gatehouse.ErrorCode(err) == gatehouse.ENotFound {
+		return nil, gatehouse.Errorf(gatehouse.EEnrollmentNotFound, "no enrollment matches this device")
+	}
+	return e, err
+}
+
+// checkEnrollmentUse checks that e admits this registration: enabled, not
+// expired, a token with uses left and, for a new device (newDevice), room
+// under the enrollment's maximum. Checked with the attestation's copy first
+// (to fail early), and again with the locked row (it may have been disabled,
+// or filled, since).
+func checkEnrollmentUse(e *gatehouse.Enrollment, c ProvisionCommit, now time.Time, newDevice bool) error {
+	if err := CheckEnrollment(e, now); err != nil {
+		return err
+	}
+	if c.ConsumeToken && e.Attestation.MaxUses > 0 && e.Attestation.Uses >= e.Attestation.MaxUses {
+		return gatehouse.Errorf(gatehouse.EAttestationFailed, "attestation failed")
+	}
+	if newDevice && e.MaxRegistrations > 0 && e.Registrations >= e.MaxRegistrations {
+		return gatehouse.Errorf(gatehouse.EQuotaExceeded, "the enrollment admits no more devices")
+	}
+	return nil
+}
+
+// sameEnrollmentSettings reports whether a and b are one enrollment with
+// the same settings: equal but for the counts, the time of the last change
+// and the etag, which every registration moves.
+func sameEnrollmentSettings(a, b *gatehouse.Enrollment) bool {
+	x, y := *a, *b
+	x.Registrations, y.Registrations = 0, 0
+	x.Attestation.Uses, y.Attestation.Uses = 0, 0
+	x.UpdatedAt, y.UpdatedAt = time.Time{}, time.Time{}
+	x.ETag, y.ETag = "", ""
+	return reflect.DeepEqual(x, y)
 }
 
 func initialTags(e *gatehouse.Enrollment, c ProvisionCommit) map[string]string {

@@ -101,6 +101,12 @@ func benchCommitProvision(b *testing.B, st gatehouse.Store) {
 			b.Fatal(err)
 		}
 	}
+	// As the attestation would, read the enrollment before the
+	// transaction (its counts go stale; its settings do not).
+	snapshot, err := st.GetEnrollment(ctx, gatehouse.DefaultScope, "line-1")
+	if err != nil {
+		b.Fatal(err)
+	}
 	var next atomic.Int64
 	cpu0 := cpuTime()
 	b.SetParallelism(32)
@@ -111,7 +117,7 @@ func benchCommitProvision(b *testing.B, st gatehouse.Store) {
 			id := fmt.Sprintf("dev-%07d", i)
 			if _, err := reg.CommitProvision(ctx, registry.ProvisionCommit{Scope: gatehouse.DefaultScope, RegistrationID: id,
 				EnrollmentID: "line-1", DeviceID: id, OperationID: "op-" + id, Dialect: "native",
-				ProvedWith: gatehouse.CredentialSymmetricKey, KeySlot: "primary", CertDER: certs[i]}); err != nil {
+				ProvedWith: gatehouse.CredentialSymmetricKey, KeySlot: "primary", CertDER: certs[i], Enrollment: snapshot}); err != nil {
 				b.Error(err)
 				return
 			}

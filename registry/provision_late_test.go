@@ -1,0 +1,128 @@
+package registry_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse"
+	"github.com/gatehouse-iot/gatehouse/ca"
+	"github.com/gatehouse-iot/gatehouse/registry"
+)
+
+// provisionNode is a registry over st with an admin and a symmetric-key
+// group enrollment "line" (at most max devices; 0: any number).
+func provisionNode(t *testing.T, st gatehouse.Store, max int) (*registry.Service, *gatehouse.Principal) {
+	t.Helper()
+	ctx := context.Background()
+	root, err := ca.LoadOrCreateInstallationCA(ctx, st, testKeyring(), time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registry.New(st, registry.WithCA(root, testKeyring()))
+	if err := reg.EnsureScope(ctx, gatehouse.DefaultScope); err != nil {
+		t.Fatal(err)
+	}
+	grant, err := reg.CreateGlobalAdminToken(ctx, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := reg.Authenticate(ctx, grant.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.CreateEnrollment(ctx, admin, gatehouse.DefaultScope, registry.EnrollmentCreate{ID: "line", Type: gatehouse.EnrollmentGroup,
+		Attestation: gatehouse.Attestation{Type: gatehouse.AttestSymmetricKey}, InitialTags: map[string]string{"site": "a"},
+		MaxRegistrations: max}); err != nil {
+		t.Fatal(err)
+	}
+	return reg, admin
+}
+
+func commitFor(id string, snapshot *gatehouse.Enrollment) registry.ProvisionCommit {
+	return registry.ProvisionCommit{Scope: gatehouse.DefaultScope, RegistrationID: id, EnrollmentID: "line", DeviceID: id,
+		OperationID: "op-" + id, Dialect: "native", ProvedWith: gatehouse.CredentialSymmetricKey, KeySlot: "primary", Enrollment: snapshot}
+}
+
+// TestProvisionQuotaUnderConcurrency: registrations decided with the
+// attestation's (stale) copy of the enrollment still count against its
+// maximum under its row: of 24 concurrent new devices, exactly the maximum
+// get in, and the enrollment counts them.
+func TestProvisionQuotaUnderConcurrency(t *testing.T) {
+	openStores(t, func(t *testing.T, st gatehouse.Store) {
+		ctx := context.Background()
+		reg, admin := provisionNode(t, st, 5)
+		snapshot, err := st.GetEnrollment(ctx, gatehouse.DefaultScope, "line")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var (
+			wg       sync.WaitGroup
+			mu       sync.Mutex
+			ok, full int
+		)
+		for i := range 24 {
+			wg.Go(func() {
+				_, err := reg.CommitProvision(ctx, commitFor(fmt.Sprintf("dev-%02d", i), snapshot))
+				mu.Lock()
+				defer mu.Unlock()
+				switch gatehouse.ErrorCode(err) {
+				case "":
+					ok++
+				case gatehouse.EQuotaExceeded:
+					full++
+				default:
+					t.Errorf("dev-%02d: %v", i, err)
+				}
+			})
+		}
+		wg.Wait()
+		if ok != 5 || full != 19 {
+			t.Errorf("got %d registered and %d refused for the quota, want 5 and 19", ok, full)
+		}
+		e, err := reg.GetEnrollment(ctx, admin, gatehouse.DefaultScope, "line")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Registrations != 5 {
+			t.Errorf("the enrollment counts %d registrations, want 5", e.Registrations)
+		}
+	})
+}
+
+// TestProvisionWithStaleEnrollment: when the enrollment's settings changed
+// after the attestation read it, the registration follows the stored
+// settings (new initial tags; disabled: refused), not the copy.
+func TestProvisionWithStaleEnrollment(t *testing.T) {
+	openStores(t, func(t *testing.T, st gatehouse.Store) {
+		ctx := context.Background()
+		reg, admin := provisionNode(t, st, 0)
+		snapshot, err := st.GetEnrollment(ctx, gatehouse.DefaultScope, "line")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.PatchEnrollment(ctx, admin, gatehouse.DefaultScope, "line", registry.EnrollmentPatch{InitialTags: map[string]string{"site": "b"}}, ""); err != nil {
+			t.Fatal(err)
+		}
+		out, err := reg.CommitProvision(ctx, commitFor("dev-tags", snapshot))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := out.Device.Tags["site"]; got != "b" {
+			t.Errorf("initial tag site=%q, want the stored enrollment's %q, not the attestation's copy", got, "b")
+		}
+		disabled := false
+		if _, err := reg.PatchEnrollment(ctx, admin, gatehouse.DefaultScope, "line", registry.EnrollmentPatch{Enabled: &disabled}, ""); err != nil {
+			t.Fatal(err)
+		}
+		_, err = reg.CommitProvision(ctx, commitFor("dev-late", snapshot))
+		if code := gatehouse.ErrorCode(err); code != gatehouse.EEnrollmentDisabled {
+			t.Errorf("registration after the enrollment was disabled: got %v, want %s", err, gatehouse.EEnrollmentDisabled)
+		}
+		if _, err := st.GetDevice(ctx, gatehouse.DefaultScope, "dev-late"); gatehouse.ErrorCode(err) != gatehouse.ENotFound {
+			t.Errorf("the refused device is in the registry: %v", err)
+		}
+	})
+}
