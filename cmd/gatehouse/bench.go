@@ -34,6 +34,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/gatehouse-iot/gatehouse/attest"
 	"github.com/gatehouse-iot/gatehouse/registry"
+	"github.com/gatehouse-iot/gatehouse/server"
 )
 
 func (a *app) benchCommand() *cobra.Command {
@@ -50,6 +51,7 @@ type benchOptions struct {
 	floorCount  int
 	cpuProfile  string
 	segments    int
+	database    string // the in-process server's database URL; empty: SQLite in its data directory
 }
 
 func (a *app) benchProvisionCommand() *cobra.Command {
@@ -62,7 +64,8 @@ registration with a group-derived key and (unless --no-csr) a P-256 CSR the
 server signs. Each simulated device makes its own key pair and CSR.
 
 Without --server, a server is started in this process on a temporary data
-directory (SQLite, durability on, device rate limits raised); with --server
+directory (SQLite, durability on, device rate limits raised; --database
+postgres://... puts its data in that PostgreSQL database instead); with --server
 (and --token, --ca-file as for the admin commands) the named server is
 measured, and a group enrollment "bench-..." is created in --scope.
 
@@ -86,6 +89,9 @@ its total time, rate the run's, and ratio = rate / floor.`,
 			if o.concurrency < 1 {
 				return usagef("--concurrency must be at least 1")
 			}
+			if o.database != "" && a.setting("server", envServer) != "" {
+				return usagef("--database configures the in-process server; it cannot go with --server")
+			}
 			return a.benchProvision(cmd.Context(), o)
 		}),
 	}
@@ -98,6 +104,7 @@ its total time, rate the run's, and ratio = rate / floor.`,
 	f.IntVar(&o.floorCount, "floor-count", 0, "registrations' worth of crypto per floor measurement (default: devices, at most 3000)")
 	f.IntVar(&o.segments, "slices", 2, "the run is cut in this many slices, with a floor measurement before, between and after them")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run (not the floor) to this file")
+	f.StringVar(&o.database, "database", "", "the in-process server's database: postgres://... (an empty database; default: SQLite in the temporary data directory)")
 	return cmd
 }
 
@@ -297,7 +304,7 @@ func mapsKeys(m map[string]int) func(func(string) bool) {
 // directory and creates a symmetric-key group enrollment in it.
 func benchLocalTarget(ctx context.Context, o benchOptions) (*benchTarget, error) {
 	req := benchEnrollment(o)
-	ls, err := startLocalServer(ctx, "gatehouse-bench-", o.scope, &req)
+	ls, err := startLocalServer(ctx, "gatehouse-bench-", o.scope, &req, func(c *server.Config) { c.Database = o.database })
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,6 +10,10 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/gatehouse-iot/gatehouse"
+	"github.com/gatehouse-iot/gatehouse/store/postgres"
+	"github.com/gatehouse-iot/gatehouse/store/postgres/pgtest"
 )
 
 // TestBenchProvision runs a small benchmark against an in-process server
@@ -46,10 +51,40 @@ func TestBenchProvision(t *testing.T) {
 	}
 }
 
+// TestBenchProvisionPostgres runs the benchmark's in-process server on a
+// PostgreSQL database (--database), and checks that the devices are there.
+func TestBenchProvisionPostgres(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	r := ghEnv(t, map[string]string{}, "bench", "provision", "--database", dsn, "--devices", "24", "--fresh-tls", "-c", "4", "--floor-count", "8", "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	var got struct {
+		Rate   float64 `json:"rate"`
+		Errors int     `json:"errors"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, r.stdout)
+	}
+	if got.Rate <= 0 || got.Errors != 0 {
+		t.Errorf("got rate %v, %d errors; want a rate and no errors", got.Rate, got.Errors)
+	}
+	st, err := postgres.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	counts, err := st.CountDevices(context.Background(), gatehouse.DefaultScope, "state")
+	if err != nil || counts[string(gatehouse.StateProvisioned)] != 24 {
+		t.Errorf("the PostgreSQL database holds %v devices by state (err %v), want the 24 provisioned", counts, err)
+	}
+}
+
 func TestBenchProvisionUsage(t *testing.T) {
 	for _, args := range [][]string{
 		{"bench", "provision", "--devices", "0"},
 		{"bench", "provision", "--concurrency", "0"},
+		{"bench", "provision", "--server", "https://127.0.0.1:1", "--database", "postgres://x/y"},
 	} {
 		if r := ghEnv(t, map[string]string{}, args...); r.code != 2 {
 			t.Errorf("%v: got status %d, want 2 (%s)", args, r.code, r.stderr)
