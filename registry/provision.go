@@ -118,8 +118,10 @@ func (s *Service) commitProvision(ctx context.Context, c ProvisionCommit) (*Prov
 		}
 		d, err := tx.GetDevice(c.Scope, c.DeviceID)
 		var substatus string
+		newDevice := false // counted against the enrollment's maximum
 		switch {
 		case gatehouse.ErrorCode(err) == gatehouse.ENotFound:
+			newDevice = true
 			if err := checkEnrollmentUse(e, c, now, true); err != nil {
 				return err
 			}
@@ -233,7 +235,6 @@ func (s *Service) commitProvision(ctx context.Context, c ProvisionCommit) (*Prov
 			}
 			e = cur
 		}
-		newDevice := substatus == gatehouse.SubInitialAssignment
 		if err := checkEnrollmentUse(e, c, now, newDevice); err != nil {
 			return err
 		}

@@ -126,3 +126,47 @@ func TestProvisionWithStaleEnrollment(t *testing.T) {
 		}
 	})
 }
+
+// TestProvisionCountsNewDevicesOnly: registering a device again (an
+// idempotent repeat, a re-provisioning) does not count against the
+// enrollment's maximum; a new device does.
+func TestProvisionCountsNewDevicesOnly(t *testing.T) {
+	openStores(t, func(t *testing.T, st gatehouse.Store) {
+		ctx := context.Background()
+		reg, admin := provisionNode(t, st, 2)
+		// Never: a repeat answers the first assignment again (its substatus
+		// included); the device is still not new.
+		never := gatehouse.ReprovisionNever
+		if _, err := reg.PatchEnrollment(ctx, admin, gatehouse.DefaultScope, "line", registry.EnrollmentPatch{Reprovision: &never}, ""); err != nil {
+			t.Fatal(err)
+		}
+		for _, withSnapshot := range []bool{true, false} {
+			for range 3 {
+				var snapshot *gatehouse.Enrollment
+				if withSnapshot {
+					var err error
+					if snapshot, err = st.GetEnrollment(ctx, gatehouse.DefaultScope, "line"); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if _, err := reg.CommitProvision(ctx, commitFor("dev-again", snapshot)); err != nil {
+					t.Fatalf("registering dev-again (snapshot %v): %v", withSnapshot, err)
+				}
+			}
+		}
+		e, err := reg.GetEnrollment(ctx, admin, gatehouse.DefaultScope, "line")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Registrations != 1 {
+			t.Errorf("six registrations of one device counted %d, want 1", e.Registrations)
+		}
+		if _, err := reg.CommitProvision(ctx, commitFor("dev-second", nil)); err != nil {
+			t.Errorf("a second device under a maximum of 2: %v", err)
+		}
+		_, err = reg.CommitProvision(ctx, commitFor("dev-third", nil))
+		if code := gatehouse.ErrorCode(err); code != gatehouse.EQuotaExceeded {
+			t.Errorf("a third device under a maximum of 2: got %v, want %s", err, gatehouse.EQuotaExceeded)
+		}
+	})
+}
