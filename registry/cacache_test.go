@@ -15,9 +15,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
-	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/registry"
-	"github.com/gatehouse-iot/gatehouse/secret"
 	"github.com/gatehouse-iot/gatehouse/store/sqlite"
 )
 
@@ -32,29 +30,8 @@ func TestScopeCACacheAcrossNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	mk := make([]byte, 32)
-	rand.Read(mk)
-	kr, err := secret.NewKeyring(mk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := ca.LoadOrCreateInstallationCA(ctx, st, kr, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := registry.New(st, registry.WithCA(root, kr))
-	b := registry.New(st, registry.WithCA(root, kr))
-	if err := a.EnsureScope(ctx, gatehouse.DefaultScope); err != nil {
-		t.Fatal(err)
-	}
-	grant, err := a.CreateGlobalAdminToken(ctx, "admin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := b.Authenticate(ctx, grant.Secret)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, _ := caNode(t, st)
+	b, admin := caNode(t, st)
 	subject := func(r *registry.Service) string {
 		t.Helper()
 		auth, err := r.ScopeAuthority(ctx, gatehouse.DefaultScope)

@@ -19,7 +19,6 @@ import (
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/registry"
-	"github.com/gatehouse-iot/gatehouse/secret"
 	"github.com/gatehouse-iot/gatehouse/store/postgres"
 	"github.com/gatehouse-iot/gatehouse/store/postgres/pgtest"
 	"github.com/gatehouse-iot/gatehouse/store/sqlite"
@@ -53,28 +52,7 @@ func BenchmarkCommitProvision(b *testing.B) {
 
 func benchCommitProvision(b *testing.B, st gatehouse.Store) {
 	ctx := context.Background()
-	mk := make([]byte, 32)
-	rand.Read(mk)
-	kr, err := secret.NewKeyring(mk)
-	if err != nil {
-		b.Fatal(err)
-	}
-	root, err := ca.LoadOrCreateInstallationCA(ctx, st, kr, time.Now)
-	if err != nil {
-		b.Fatal(err)
-	}
-	reg := registry.New(st, registry.WithCA(root, kr))
-	if err := reg.EnsureScope(ctx, gatehouse.DefaultScope); err != nil {
-		b.Fatal(err)
-	}
-	grant, err := reg.CreateGlobalAdminToken(ctx, "admin")
-	if err != nil {
-		b.Fatal(err)
-	}
-	admin, err := reg.Authenticate(ctx, grant.Secret)
-	if err != nil {
-		b.Fatal(err)
-	}
+	reg, admin := caNode(b, st)
 	if _, err := reg.CreateEnrollment(ctx, admin, gatehouse.DefaultScope, registry.EnrollmentCreate{ID: "line-1", Type: gatehouse.EnrollmentGroup,
 		Attestation: gatehouse.Attestation{Type: gatehouse.AttestSymmetricKey}, InitialTags: map[string]string{"site": "a"}}); err != nil {
 		b.Fatal(err)

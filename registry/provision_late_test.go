@@ -12,28 +12,37 @@ import (
 	"github.com/gatehouse-iot/gatehouse/registry"
 )
 
-// provisionNode is a registry over st with an admin and a symmetric-key
-// group enrollment "line" (at most max devices; 0: any number).
-func provisionNode(t *testing.T, st gatehouse.Store, max int) (*registry.Service, *gatehouse.Principal) {
-	t.Helper()
+// caNode is a node's registry over st, with the test keyring and the
+// installation CA, the default scope, and an installation admin. Two called
+// on one store are two nodes of one installation.
+func caNode(tb testing.TB, st gatehouse.Store) (*registry.Service, *gatehouse.Principal) {
+	tb.Helper()
 	ctx := context.Background()
 	root, err := ca.LoadOrCreateInstallationCA(ctx, st, testKeyring(), time.Now)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	reg := registry.New(st, registry.WithCA(root, testKeyring()))
 	if err := reg.EnsureScope(ctx, gatehouse.DefaultScope); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	grant, err := reg.CreateGlobalAdminToken(ctx, "admin")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	admin, err := reg.Authenticate(ctx, grant.Secret)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	if _, err := reg.CreateEnrollment(ctx, admin, gatehouse.DefaultScope, registry.EnrollmentCreate{ID: "line", Type: gatehouse.EnrollmentGroup,
+	return reg, admin
+}
+
+// provisionNode is caNode with a symmetric-key group enrollment "line" (at
+// most max devices; 0: any number).
+func provisionNode(t *testing.T, st gatehouse.Store, max int) (*registry.Service, *gatehouse.Principal) {
+	t.Helper()
+	reg, admin := caNode(t, st)
+	if _, err := reg.CreateEnrollment(context.Background(), admin, gatehouse.DefaultScope, registry.EnrollmentCreate{ID: "line", Type: gatehouse.EnrollmentGroup,
 		Attestation: gatehouse.Attestation{Type: gatehouse.AttestSymmetricKey}, InitialTags: map[string]string{"site": "a"},
 		MaxRegistrations: max}); err != nil {
 		t.Fatal(err)
