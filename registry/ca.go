@@ -7,38 +7,19 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/gatehouse-iot/gatehouse/ca"
 )
 
-// caCache keeps unsealed scope CAs, keyed by scope and checked against the
-// stored certificate's digest, so that an import on another node is picked
-// up at the next use.
-type caCache struct {
-	mu sync.Mutex
-	m  map[string]cachedCA
-}
-
+// cachedCA is a scope's unsealed CA, with the digest of the stored
+// certificate it was opened from: a recheck that finds the same digest
+// keeps it, one that finds another (an import on another node) opens the
+// new one.
 type cachedCA struct {
-	digest  [32]byte
-	auth    *ca.Authority
-	checked time.Time // when the stored record was last compared with it
-}
-
-// caRecheck is how long a node issues with a scope CA before it reads the
-// stored record again to see whether it was replaced (a CA import, a scope
-// re-created): this node forgets its copy at once, other nodes within
-// caRecheck. Reading the record costs about 2% of a registration's CPU.
-const caRecheck = time.Second
-
-// forget drops the cached CA of scope, after this node replaced it.
-func (c *caCache) forget(scope string) {
-	c.mu.Lock()
-	delete(c.m, scope)
-	c.mu.Unlock()
+	digest [32]byte
+	auth   *ca.Authority
 }
 
 func scopeKeyAAD(scope string) []byte { return []byte("scope-ca-key:" + scope) }
@@ -109,10 +90,8 @@ func (s *Service) EnsureScopeCAs(ctx context.Context) error {
 
 // authority returns the scope's issuing CA with its key unsealed.
 func (s *Service) authority(ctx context.Context, scope string) (*ca.Authority, error) {
-	s.cas.mu.Lock()
-	c, ok := s.cas.m[scope]
-	s.cas.mu.Unlock()
-	if ok && time.Since(c.checked) < caRecheck {
+	c, ok, due := s.cas.get(scope)
+	if !due {
 		return c.auth, nil
 	}
 	checked := time.Now()
@@ -124,21 +103,14 @@ func (s *Service) authority(ctx context.Context, scope string) (*ca.Authority, e
 	}
 	digest := sha256.Sum256(rec.CertDER)
 	if ok && c.digest == digest {
-		s.cas.mu.Lock()
-		if cur, still := s.cas.m[scope]; still && cur.auth == c.auth {
-			cur.checked = checked
-			s.cas.m[scope] = cur
-		}
-		s.cas.mu.Unlock()
+		s.cas.put(scope, c, checked)
 		return c.auth, nil
 	}
 	auth, err := s.openCA(rec)
 	if err != nil {
 		return nil, err
 	}
-	s.cas.mu.Lock()
-	s.cas.m[scope] = cachedCA{digest: digest, auth: auth, checked: checked}
-	s.cas.mu.Unlock()
+	s.cas.put(scope, cachedCA{digest: digest, auth: auth}, checked)
 	return auth, nil
 }
 

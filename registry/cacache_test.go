@@ -40,6 +40,7 @@ func TestScopeCACacheAcrossNodes(t *testing.T) {
 		}
 		return auth.Certificate().Subject.CommonName
 	}
+	readA := time.Now() // node a's copy is at least this fresh
 	old := subject(a)
 	if got := subject(b); got != old {
 		t.Fatalf("node b issues with %q, node a with %q", got, old)
@@ -52,8 +53,12 @@ func TestScopeCACacheAcrossNodes(t *testing.T) {
 	if got := subject(b); got != "Imported Fleet CA" {
 		t.Errorf("the importing node issues with %q, want the imported CA at once", got)
 	}
-	if got := subject(a); got != old {
-		t.Errorf("the other node issues with %q within a second of the import, want its cached %q (the recheck interval)", got, old)
+	// Asserted only while a's copy is surely not due (a loaded machine may
+	// take longer than the interval to get here).
+	if time.Since(readA) < 900*time.Millisecond {
+		if got := subject(a); got != old {
+			t.Errorf("the other node issues with %q within a second of the import, want its cached %q (the recheck interval)", got, old)
+		}
 	}
 
 	// The issuance policy likewise.
@@ -65,6 +70,7 @@ func TestScopeCACacheAcrossNodes(t *testing.T) {
 		}
 		return time.Duration(sp.WithDefaults().CertValidity)
 	}
+	readA = time.Now()
 	before := validity(a)
 	validity(b)
 	want := 7 * 24 * time.Hour
@@ -74,8 +80,10 @@ func TestScopeCACacheAcrossNodes(t *testing.T) {
 	if got := validity(b); got != want {
 		t.Errorf("the node that set the policy issues for %v, want %v at once", got, want)
 	}
-	if got := validity(a); got != before {
-		t.Errorf("the other node issues for %v within a second, want its cached %v", got, before)
+	if time.Since(readA) < 900*time.Millisecond {
+		if got := validity(a); got != before {
+			t.Errorf("the other node issues for %v within a second, want its cached %v", got, before)
+		}
 	}
 
 	time.Sleep(1100 * time.Millisecond)

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
@@ -75,44 +74,21 @@ func (s *Service) ScopePolicy(ctx context.Context, scope string) (gatehouse.Scop
 }
 
 // IssuancePolicy is ScopePolicy for the provisioning hot path: each node
-// reads a scope's policy at most once a second (caRecheck). A policy set on
-// this node applies at once, one set on another node within a second.
-// Followers of scope.updated events must use ScopePolicy: they would
-// otherwise reload a stale copy.
+// reads a scope's policy at most once a second (recheckInterval). A policy
+// set on this node applies at once, one set on another node within a
+// second. Followers of scope.updated events must use ScopePolicy: they
+// would otherwise reload a stale copy.
 func (s *Service) IssuancePolicy(ctx context.Context, scope string) (gatehouse.ScopePolicy, error) {
-	s.policies.mu.Lock()
-	c, ok := s.policies.m[scope]
-	s.policies.mu.Unlock()
-	if ok && time.Since(c.checked) < caRecheck {
-		return c.policy, nil
+	if p, _, due := s.policies.get(scope); !due {
+		return p, nil
 	}
 	checked := time.Now()
 	sc, err := s.scope(ctx, scope)
 	if err != nil {
 		return gatehouse.ScopePolicy{}, err
 	}
-	s.policies.mu.Lock()
-	s.policies.m[scope] = cachedPolicy{policy: sc.Policy, checked: checked}
-	s.policies.mu.Unlock()
+	s.policies.put(scope, sc.Policy, checked)
 	return sc.Policy, nil
-}
-
-// policyCache holds the scopes' policies for IssuancePolicy.
-type policyCache struct {
-	mu sync.Mutex
-	m  map[string]cachedPolicy
-}
-
-type cachedPolicy struct {
-	policy  gatehouse.ScopePolicy
-	checked time.Time
-}
-
-// forget drops the cached policy of scope, after this node changed it.
-func (c *policyCache) forget(scope string) {
-	c.mu.Lock()
-	delete(c.m, scope)
-	c.mu.Unlock()
 }
 
 // scope returns the scope or a user-facing not-found error.

@@ -20,10 +20,10 @@ type Service struct {
 	now      func() time.Time
 	log      *slog.Logger
 	hub      *hub
-	root     *ca.Authority   // the installation root; signs scope CAs
-	keyring  *secret.Keyring // seals scope CA keys
-	cas      caCache
-	policies policyCache
+	root     *ca.Authority                       // the installation root; signs scope CAs
+	keyring  *secret.Keyring                     // seals scope CA keys
+	cas      recheckCache[cachedCA]              // unsealed scope CAs
+	policies recheckCache[gatehouse.ScopePolicy] // scopes' issuance policies
 	pres     *presence
 	// verified caches certificate chains that verified (signature work
 	// only; never status).
@@ -50,7 +50,7 @@ func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
 
 // New returns a registry over store.
 func New(store gatehouse.Store, opts ...Option) *Service {
-	s := &Service{store: store, now: time.Now, log: slog.New(slog.DiscardHandler), hub: newHub(), cas: caCache{m: map[string]cachedCA{}}, policies: policyCache{m: map[string]cachedPolicy{}}, pres: newPresence()}
+	s := &Service{store: store, now: time.Now, log: slog.New(slog.DiscardHandler), hub: newHub(), cas: newRecheckCache[cachedCA](), policies: newRecheckCache[gatehouse.ScopePolicy](), pres: newPresence()}
 	for _, o := range opts {
 		o(s)
 	}
