@@ -180,14 +180,9 @@ func (w *writer) exec(query string) error {
 // savepoints. A fn may run twice, as under PostgreSQL's serialization
 // retries; only one run commits.
 func (w *writer) runOptimistic(batch []*request) (rest []*request) {
-	if err := w.exec(`BEGIN IMMEDIATE`); err != nil {
-		err = fmt.Errorf("%w: %w", gatehouse.Errorf(gatehouse.EUnavailable, "the database is not writable"), err)
-		for _, r := range batch {
-			r.done <- result{err: err}
-		}
+	if !w.begin(batch) {
 		return nil
 	}
-	clear(w.batchSeqs)
 	var ran []*request
 	for i, r := range batch {
 		if err := r.ctx.Err(); err != nil {
@@ -214,6 +209,20 @@ func (w *writer) runOptimistic(batch []*request) (rest []*request) {
 	}
 	w.commit(ran)
 	return nil
+}
+
+// begin starts the batch's transaction, or fails every request of batch
+// and returns false.
+func (w *writer) begin(batch []*request) bool {
+	if err := w.exec(`BEGIN IMMEDIATE`); err != nil {
+		err = fmt.Errorf("%w: %w", gatehouse.Errorf(gatehouse.EUnavailable, "the database is not writable"), err)
+		for _, r := range batch {
+			r.done <- result{err: err}
+		}
+		return false
+	}
+	clear(w.batchSeqs)
+	return true
 }
 
 // commit writes the batch's event sequences and commits the transaction,
@@ -261,14 +270,9 @@ func (w *writer) runBatch(batch []*request) (rest []*request) {
 	// Statements run without the callers' contexts: an interrupted statement
 	// can roll back the whole transaction, and with it the other callers'
 	// work. ctx counts while a request waits, and is checked before it runs.
-	if err := w.exec(`BEGIN IMMEDIATE`); err != nil {
-		err = fmt.Errorf("%w: %w", gatehouse.Errorf(gatehouse.EUnavailable, "the database is not writable"), err)
-		for _, r := range batch {
-			r.done <- result{err: err}
-		}
+	if !w.begin(batch) {
 		return nil
 	}
-	clear(w.batchSeqs)
 	var ran []*request
 	fail := func(err error) {
 		clear(w.fnSeqs)
