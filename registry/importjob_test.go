@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
-	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/registry"
 	"github.com/gatehouse-iot/gatehouse/secret"
 	"github.com/gatehouse-iot/gatehouse/store/postgres"
@@ -86,22 +85,7 @@ func startJobNode(t *testing.T, st gatehouse.Store, cfg registry.ImportJobConfig
 		cfg.Dir = filepath.Join(t.TempDir(), "import-jobs")
 	}
 	ctx := context.Background()
-	root, err := ca.LoadOrCreateInstallationCA(ctx, st, testKeyring(), time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := registry.New(st, append([]registry.Option{registry.WithCA(root, testKeyring()), registry.WithImportJobs(cfg)}, opts...)...)
-	if err := reg.EnsureScope(ctx, gatehouse.DefaultScope); err != nil {
-		t.Fatal(err)
-	}
-	grant, err := reg.CreateGlobalAdminToken(ctx, "admin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := reg.Authenticate(ctx, grant.Secret)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg, admin := caNode(t, st, append([]registry.Option{registry.WithImportJobs(cfg)}, opts...)...)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); reg.RunImportJobs(runCtx) }()

@@ -12,17 +12,22 @@ import (
 	"github.com/gatehouse-iot/gatehouse/registry"
 )
 
-// caNode is a node's registry over st, with the test keyring and the
-// installation CA, the default scope, and an installation admin. Two called
-// on one store are two nodes of one installation.
-func caNode(tb testing.TB, st gatehouse.Store) (*registry.Service, *gatehouse.Principal) {
+// caRegistry is a node's registry over st with the test keyring and the
+// installation CA. Two on one store are two nodes of one installation.
+func caRegistry(tb testing.TB, st gatehouse.Store, opts ...registry.Option) *registry.Service {
 	tb.Helper()
-	ctx := context.Background()
-	root, err := ca.LoadOrCreateInstallationCA(ctx, st, testKeyring(), time.Now)
+	root, err := ca.LoadOrCreateInstallationCA(context.Background(), st, testKeyring(), time.Now)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	reg := registry.New(st, registry.WithCA(root, testKeyring()))
+	return registry.New(st, append([]registry.Option{registry.WithCA(root, testKeyring())}, opts...)...)
+}
+
+// caNode is caRegistry with the default scope and an installation admin.
+func caNode(tb testing.TB, st gatehouse.Store, opts ...registry.Option) (*registry.Service, *gatehouse.Principal) {
+	tb.Helper()
+	ctx := context.Background()
+	reg := caRegistry(tb, st, opts...)
 	if err := reg.EnsureScope(ctx, gatehouse.DefaultScope); err != nil {
 		tb.Fatal(err)
 	}

@@ -2,13 +2,11 @@ package registry_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -16,65 +14,17 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
-	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/registry"
-	"github.com/gatehouse-iot/gatehouse/secret"
-	"github.com/gatehouse-iot/gatehouse/store/postgres"
-	"github.com/gatehouse-iot/gatehouse/store/postgres/pgtest"
-	"github.com/gatehouse-iot/gatehouse/store/sqlite"
 )
 
 // sealedBackends is backends with a keyring (webhook secrets are sealed).
 // It hands fn the store too, so that a test can run a second registry (a
 // second node) on it.
 func sealedBackends(t *testing.T, fn func(t *testing.T, newReg func() *registry.Service, admin *gatehouse.Principal)) {
-	open := map[string]func(t *testing.T) gatehouse.Store{
-		"sqlite": func(t *testing.T) gatehouse.Store {
-			st, err := sqlite.Open(filepath.Join(t.TempDir(), "gh.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return st
-		},
-		"postgres": func(t *testing.T) gatehouse.Store {
-			st, err := postgres.Open(context.Background(), pgtest.NewDatabase(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return st
-		},
-	}
-	for _, name := range []string{"sqlite", "postgres"} {
-		t.Run(name, func(t *testing.T) {
-			st := open[name](t)
-			t.Cleanup(func() { st.Close() })
-			key := make([]byte, 32)
-			rand.Read(key)
-			kr, err := secret.NewKeyring(key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx := context.Background()
-			root, err := ca.LoadOrCreateInstallationCA(ctx, st, kr, time.Now)
-			if err != nil {
-				t.Fatal(err)
-			}
-			newReg := func() *registry.Service { return registry.New(st, registry.WithCA(root, kr)) }
-			reg := newReg()
-			if err := reg.EnsureScope(ctx, gatehouse.DefaultScope); err != nil {
-				t.Fatal(err)
-			}
-			grant, err := reg.CreateGlobalAdminToken(ctx, "admin")
-			if err != nil {
-				t.Fatal(err)
-			}
-			admin, err := reg.Authenticate(ctx, grant.Secret)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fn(t, newReg, admin)
-		})
-	}
+	openStores(t, func(t *testing.T, st gatehouse.Store) {
+		_, admin := caNode(t, st)
+		fn(t, func() *registry.Service { return caRegistry(t, st) }, admin)
+	})
 }
 
 // delivery is one request a receiver got.
