@@ -3,15 +3,11 @@ package registry_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/gatehouse-iot/gatehouse/registry"
-	"github.com/gatehouse-iot/gatehouse/store/postgres"
-	"github.com/gatehouse-iot/gatehouse/store/postgres/pgtest"
-	"github.com/gatehouse-iot/gatehouse/store/sqlite"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
@@ -19,42 +15,22 @@ import (
 // backends runs fn against a registry on each store: SQLite always,
 // PostgreSQL when GATEHOUSE_TEST_POSTGRES is set (./scripts/test).
 func backends(t *testing.T, fn func(t *testing.T, reg *registry.Service, admin *gatehouse.Principal)) {
-	open := map[string]func(t *testing.T) gatehouse.Store{
-		"sqlite": func(t *testing.T) gatehouse.Store {
-			st, err := sqlite.Open(filepath.Join(t.TempDir(), "gh.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return st
-		},
-		"postgres": func(t *testing.T) gatehouse.Store {
-			st, err := postgres.Open(context.Background(), pgtest.NewDatabase(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return st
-		},
-	}
-	for _, name := range []string{"sqlite", "postgres"} {
-		t.Run(name, func(t *testing.T) {
-			st := open[name](t)
-			t.Cleanup(func() { st.Close() })
-			reg := registry.New(st)
-			ctx := context.Background()
-			if err := reg.EnsureScope(ctx, gatehouse.DefaultScope); err != nil {
-				t.Fatal(err)
-			}
-			grant, err := reg.CreateGlobalAdminToken(ctx, "admin")
-			if err != nil {
-				t.Fatal(err)
-			}
-			admin, err := reg.Authenticate(ctx, grant.Secret)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fn(t, reg, admin)
-		})
-	}
+	openStores(t, func(t *testing.T, st gatehouse.Store) {
+		reg := registry.New(st)
+		ctx := context.Background()
+		if err := reg.EnsureScope(ctx, gatehouse.DefaultScope); err != nil {
+			t.Fatal(err)
+		}
+		grant, err := reg.CreateGlobalAdminToken(ctx, "admin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		admin, err := reg.Authenticate(ctx, grant.Secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fn(t, reg, admin)
+	})
 }
 
 func runImport(t *testing.T, reg *registry.Service, p *gatehouse.Principal, mode registry.ImportMode, format registry.ImportFormat, body string) ([]registry.ImportResult, *registry.ImportSummary) {
