@@ -2,6 +2,7 @@ package gatehouse
 
 import (
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"time"
 )
@@ -124,14 +125,50 @@ type Enrollment struct {
 	Reprovision      ReprovisionPolicy `json:"reprovision,omitempty"` // default migrate
 	PreProvision     *Webhook          `json:"preProvisionWebhook,omitempty"`
 	MaxRegistrations int               `json:"maxRegistrations,omitempty"` // 0: unlimited
-	Registrations    int               `json:"registrations"`
-	ExpiresAt        *time.Time        `json:"expiresAt,omitempty"`
-	CreatedAt        time.Time         `json:"createdAt"`
-	UpdatedAt        time.Time         `json:"updatedAt"`
-	ETag             string            `json:"etag"`
+	// Registrations counts the devices the enrollment created. It and
+	// Attestation.Uses move with registrations (Tx.CountEnrollmentUse),
+	// UpdatedAt and ETag only with the enrollment's settings: an operator's
+	// If-Match stays good while devices register.
+	Registrations int        `json:"registrations"`
+	ExpiresAt     *time.Time `json:"expiresAt,omitempty"`
+	CreatedAt     time.Time  `json:"createdAt"`
+	UpdatedAt     time.Time  `json:"updatedAt"`
+	ETag          string     `json:"etag"`
 	// SealedSecrets holds the enrollment's secrets (symmetric keys, webhook
 	// secrets) sealed by the master key; never serialised.
 	SealedSecrets []byte `json:"-"`
+}
+
+// EnrollmentUse is what one registration adds to its enrollment's counts
+// (see Tx.CountEnrollmentUse).
+type EnrollmentUse struct {
+	Scope, ID string
+	// ETag is the etag of the settings the registration was decided with:
+	// the count is refused if they changed since.
+	ETag string
+	// Registrations and Uses are added to the enrollment's Registrations
+	// and Attestation.Uses.
+	Registrations, Uses int
+	// MaxRegistrations and MaxUses, if above 0, bound the counts after
+	// the addition. They are the settings' own limits, which the etag
+	// vouches for.
+	MaxRegistrations, MaxUses int
+}
+
+// Refused is the error of a CountEnrollmentUse that changed nothing, for
+// an enrollment found with this etag and these counts.
+func (u EnrollmentUse) Refused(etag string, registrations, uses int) error {
+	switch {
+	case etag != u.ETag:
+		return Errorf(EPreconditionFailed, "enrollment %q has changed since it was read (etag %q, not %q)", u.ID, etag, u.ETag)
+	case u.MaxRegistrations > 0 && registrations+u.Registrations > u.MaxRegistrations:
+		return Errorf(EQuotaExceeded, "enrollment %q admits no more devices (%d of %d)", u.ID, registrations, u.MaxRegistrations)
+	case u.MaxUses > 0 && uses+u.Uses > u.MaxUses:
+		return Errorf(EQuotaExceeded, "the token of enrollment %q has been used %d of %d times", u.ID, uses, u.MaxUses)
+	}
+	// The row changed between the UPDATE and this look: impossible under
+	// the transaction's lock.
+	return fmt.Errorf("enrollment %q: count refused, yet etag and counts allow it", u.ID)
 }
 
 // EnrollmentFilter selects enrollments of one scope, ordered by ID.

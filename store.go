@@ -162,8 +162,17 @@ type Tx interface {
 	GetEnrollment(scope, id string) (*Enrollment, error)
 	// UpdateEnrollment replaces the stored enrollment whose etag is prevETag
 	// with e (same scope and id), every field included. EPreconditionFailed
-	// if the stored etag differs, ENotFound if there is none.
+	// if the stored etag differs, ENotFound if there is none. The counts
+	// (Registrations, Attestation.Uses) are written too: read e with
+	// GetEnrollment in the same transaction, which locks them.
 	UpdateEnrollment(e *Enrollment, prevETag string) error
+	// CountEnrollmentUse adds u's counts to an enrollment whose etag is
+	// still u.ETag, if they stay within u's limits, without reading or
+	// rewriting the rest of it: one registration's last statement. The
+	// etag is unchanged. ENotFound if there is no such enrollment,
+	// EPreconditionFailed if its etag differs, EQuotaExceeded if a count
+	// would pass its limit; then nothing changed.
+	CountEnrollmentUse(u EnrollmentUse) error
 	// DeleteEnrollment removes an enrollment (ENotFound if missing). The
 	// registration records that name it are kept.
 	DeleteEnrollment(scope, id string) error

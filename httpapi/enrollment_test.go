@@ -592,8 +592,14 @@ func TestRegistrationRecord(t *testing.T) {
 	}
 	var after gatehouse.Enrollment
 	e.do("GET", enrollments+"/sensor-9", e.admin, nil).want(t, 200).decode(t, &after)
+	if after.Registrations != 1 || after.Attestation.Uses != 1 || after.ETag != en.ETag || !after.UpdatedAt.Equal(en.UpdatedAt) {
+		t.Errorf("enrollment after a registration: %+v; want the counts moved, the etag and updatedAt not", after)
+	}
+	// An operator's If-Match read before the registration still holds, and
+	// the settings change keeps the counts.
+	e.do("PATCH", enrollments+"/sensor-9", e.admin, `{"initialTags":{"site":"b"}}`, "If-Match", `"`+en.ETag+`"`).want(t, 200).decode(t, &after)
 	if after.Registrations != 1 || after.Attestation.Uses != 1 || after.ETag == en.ETag {
-		t.Errorf("enrollment after a registration: %+v", after)
+		t.Errorf("enrollment after a settings change: %+v; want the counts kept, a new etag", after)
 	}
 	e.do("GET", "/v1/scopes/default/devices/sensor-9", e.admin, nil).want(t, 200)
 

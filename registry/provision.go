@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"reflect"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
@@ -38,13 +37,13 @@ type ProvisionCommit struct {
 	Tags        map[string]string // overrides of the initial tags (pre-provision webhook)
 	Config      json.RawMessage   // override of the initial config
 	// Enrollment, if set, is the enrollment as the attestation read it
-	// (not modified). The transaction then decides with it and reads the
-	// enrollment's row, locking it, only at its end, to count the
-	// registration: on PostgreSQL concurrent registrations of one
-	// enrollment then hold its row lock only for their last statements and
-	// the commit, not for the whole transaction. If the enrollment's
-	// settings changed in between, the transaction runs again reading it
-	// first.
+	// (not modified). The transaction then decides with it and touches the
+	// enrollment's row only at its end, with one UPDATE that counts the
+	// registration if the etag (the settings) is still the copy's: on
+	// PostgreSQL concurrent registrations of one enrollment then hold its
+	// row lock only for their last statements and the commit, not for the
+	// whole transaction. If the settings changed in between, the
+	// transaction runs again reading the enrollment first.
 	Enrollment *gatehouse.Enrollment
 }
 
@@ -223,31 +222,9 @@ func (s *Service) commitProvision(ctx context.Context, c ProvisionCommit) (*Prov
 		if err := tx.PutRegistration(reg); err != nil {
 			return err
 		}
-		// Count the registration on the enrollment, read (and locked) now
-		// if the attestation's copy decided it so far.
-		if !locked {
-			cur, err := lockEnrollment(tx, c.Scope, c.EnrollmentID)
-			if err != nil {
-				return err
-			}
-			if !sameEnrollmentSettings(cur, e) {
-				return errStaleEnrollment
-			}
-			e = cur
-		}
-		if err := checkEnrollmentUse(e, c, now, newDevice); err != nil {
-			return err
-		}
-		if c.ConsumeToken {
-			e.Attestation.Uses++
-		}
-		if newDevice {
-			e.Registrations++
-		}
-		e.UpdatedAt = now
-		prevE := e.ETag
-		e.ETag = newETag()
-		if err := tx.UpdateEnrollment(e, prevE); err != nil {
+		// Count the registration on the enrollment, if its settings are
+		// still those that decided it and it has room.
+		if err := countEnrollmentUse(tx, e, locked, c, now, newDevice); err != nil {
 			return err
 		}
 		out.Device, out.Registration = d, reg
@@ -288,16 +265,41 @@ func checkEnrollmentUse(e *gatehouse.Enrollment, c ProvisionCommit, now time.Tim
 	return nil
 }
 
-// sameEnrollmentSettings reports whether a and b are one enrollment with
-// the same settings: equal but for the counts, the time of the last change
-// and the etag, which every registration moves.
-func sameEnrollmentSettings(a, b *gatehouse.Enrollment) bool {
-	x, y := *a, *b
-	x.Registrations, y.Registrations = 0, 0
-	x.Attestation.Uses, y.Attestation.Uses = 0, 0
-	x.UpdatedAt, y.UpdatedAt = time.Time{}, time.Time{}
-	x.ETag, y.ETag = "", ""
-	return reflect.DeepEqual(x, y)
+// countEnrollmentUse counts the registration c on e, the copy of the
+// enrollment that decided it (locked: read in tx, under its lock). It is
+// the transaction's last write to the enrollment, and the only one: on
+// PostgreSQL, concurrent registrations of one enrollment wait for each
+// other from here to their commit only.
+func countEnrollmentUse(tx gatehouse.Tx, e *gatehouse.Enrollment, locked bool, c ProvisionCommit, now time.Time, newDevice bool) error {
+	u := gatehouse.EnrollmentUse{Scope: e.Scope, ID: e.ID, ETag: e.ETag, MaxRegistrations: e.MaxRegistrations}
+	if newDevice {
+		u.Registrations = 1
+	}
+	if c.ConsumeToken {
+		u.Uses, u.MaxUses = 1, e.Attestation.MaxUses
+	}
+	err := tx.CountEnrollmentUse(u)
+	switch gatehouse.ErrorCode(err) {
+	case "":
+		return nil
+	case gatehouse.ENotFound:
+		return gatehouse.Errorf(gatehouse.EEnrollmentNotFound, "no enrollment matches this device")
+	case gatehouse.EPreconditionFailed:
+		if locked {
+			return err // cannot happen: the row was read under its lock
+		}
+		return errStaleEnrollment
+	case gatehouse.EQuotaExceeded:
+		// Full since e was read: say which limit, as checkEnrollmentUse does.
+		cur, rerr := lockEnrollment(tx, e.Scope, e.ID)
+		if rerr != nil {
+			return rerr
+		}
+		if rerr := checkEnrollmentUse(cur, c, now, newDevice); rerr != nil {
+			return rerr
+		}
+	}
+	return err
 }
 
 func initialTags(e *gatehouse.Enrollment, c ProvisionCommit) map[string]string {

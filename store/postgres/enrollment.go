@@ -14,15 +14,16 @@ import (
 )
 
 const enrollmentColumns = `scope, id, type, attestation_type, enabled, body, initial_config, token_hash, sealed_secrets,
-	etag, created_at, updated_at`
+	etag, created_at, updated_at, registrations, uses`
 
 // enrollmentBody returns the JSON kept in enrollments.body: e without
 // InitialConfig, which has a column of its own so that it comes back byte
 // for byte (encoding/json would compact it, and refuse it if it were not
-// JSON).
+// JSON), and without the counts, which have theirs.
 func enrollmentBody(e *gatehouse.Enrollment) ([]byte, error) {
 	c := *e
 	c.InitialConfig = nil
+	c.Registrations, c.Attestation.Uses = 0, 0
 	return json.Marshal(&c)
 }
 
@@ -35,7 +36,7 @@ func enrollmentArgs(e *gatehouse.Enrollment) ([]any, error) {
 	// body goes as a string: pgx sends a string to a json parameter as is.
 	return []any{e.Scope, e.ID, string(e.Type), string(e.Attestation.Type), e.Enabled, string(body),
 		nullBytes(e.InitialConfig), nullBytes(e.Attestation.TokenHash), nullBytes(e.SealedSecrets),
-		e.ETag, e.CreatedAt, e.UpdatedAt}, nil
+		e.ETag, e.CreatedAt, e.UpdatedAt, e.Registrations, e.Attestation.Uses}, nil
 }
 
 func scanEnrollment(row pgx.Row) (*gatehouse.Enrollment, error) {
@@ -43,8 +44,9 @@ func scanEnrollment(row pgx.Row) (*gatehouse.Enrollment, error) {
 	var enabled bool
 	var body, config, tokenHash, sealed []byte
 	var created, updated time.Time
+	var registrations, uses int
 	if err := row.Scan(&scope, &id, &typ, &attType, &enabled, &body, &config, &tokenHash, &sealed,
-		&etag, &created, &updated); err != nil {
+		&etag, &created, &updated, &registrations, &uses); err != nil {
 		return nil, err
 	}
 	var e gatehouse.Enrollment
@@ -54,6 +56,7 @@ func scanEnrollment(row pgx.Row) (*gatehouse.Enrollment, error) {
 	e.InitialConfig = nilIfEmpty(config)
 	e.Attestation.TokenHash = nilIfEmpty(tokenHash)
 	e.SealedSecrets = nilIfEmpty(sealed)
+	e.Registrations, e.Attestation.Uses = registrations, uses
 	// JSON keeps a time's offset; the store hands out UTC.
 	e.CreatedAt, e.UpdatedAt = e.CreatedAt.UTC(), e.UpdatedAt.UTC()
 	e.ExpiresAt, e.Attestation.ExpiresAt = utcPtr(e.ExpiresAt), utcPtr(e.Attestation.ExpiresAt)
@@ -85,7 +88,7 @@ func (t *Tx) CreateEnrollment(e *gatehouse.Enrollment) error {
 		return fmt.Errorf("create enrollment: encode: %w", err)
 	}
 	tag, err := t.tx.Exec(t.ctx, `INSERT INTO enrollments (`+enrollmentColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING`, args...)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING`, args...)
 	if err != nil {
 		return t.fail("create enrollment", err)
 	}
@@ -105,8 +108,9 @@ func (t *Tx) UpdateEnrollment(e *gatehouse.Enrollment, prevETag string) error {
 		return fmt.Errorf("update enrollment: encode: %w", err)
 	}
 	tag, err := t.tx.Exec(t.ctx, `UPDATE enrollments SET type = $3, attestation_type = $4, enabled = $5, body = $6,
-		initial_config = $7, token_hash = $8, sealed_secrets = $9, etag = $10, created_at = $11, updated_at = $12
-		WHERE scope = $1 AND id = $2 AND etag = $13`, append(args, prevETag)...)
+		initial_config = $7, token_hash = $8, sealed_secrets = $9, etag = $10, created_at = $11, updated_at = $12,
+		registrations = $13, uses = $14
+		WHERE scope = $1 AND id = $2 AND etag = $15`, append(args, prevETag)...)
 	if err != nil {
 		return t.fail("update enrollment", err)
 	}
@@ -121,6 +125,34 @@ func (t *Tx) UpdateEnrollment(e *gatehouse.Enrollment, prevETag string) error {
 		return t.fail("update enrollment", err)
 	}
 	return gatehouse.Errorf(gatehouse.EPreconditionFailed, "enrollment %q has changed since it was read (etag %q, not %q); read it again and retry", e.ID, etag, prevETag)
+}
+
+// CountEnrollmentUse adds to the counts with one UPDATE, which holds the
+// row's lock from here to the commit: the end of a registration, so that
+// concurrent registrations of one enrollment queue only for their last
+// statement. In read committed, an UPDATE that waited for another checks
+// its WHERE again on the row that one left, so the limits hold.
+func (t *Tx) CountEnrollmentUse(u gatehouse.EnrollmentUse) error {
+	tag, err := t.tx.Exec(t.ctx, `UPDATE enrollments SET registrations = registrations + $4, uses = uses + $5
+		WHERE scope = $1 AND id = $2 AND etag = $3
+			AND ($6 <= 0 OR registrations + $4 <= $6) AND ($7 <= 0 OR uses + $5 <= $7)`,
+		u.Scope, u.ID, u.ETag, u.Registrations, u.Uses, u.MaxRegistrations, u.MaxUses)
+	if err != nil {
+		return t.fail("count enrollment use", err)
+	}
+	if tag.RowsAffected() > 0 {
+		return nil
+	}
+	var etag string
+	var registrations, uses int
+	err = t.tx.QueryRow(t.ctx, `SELECT etag, registrations, uses FROM enrollments WHERE scope = $1 AND id = $2`, u.Scope, u.ID).
+		Scan(&etag, &registrations, &uses)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return gatehouse.Errorf(gatehouse.ENotFound, "enrollment %q not found", u.ID)
+	} else if err != nil {
+		return t.fail("count enrollment use", err)
+	}
+	return u.Refused(etag, registrations, uses)
 }
 
 // DeleteEnrollment removes the row; registration records naming the

@@ -45,6 +45,7 @@ func (t *Tx) CreateEnrollments(es []*gatehouse.Enrollment) error {
 		enabled                                     = make([]bool, n)
 		configs, tokenHashes, sealed                = make([][]byte, n), make([][]byte, n), make([][]byte, n)
 		created, updated                            = make([]time.Time, n), make([]time.Time, n)
+		registrations, uses                         = make([]int32, n), make([]int32, n)
 	)
 	for i, e := range es {
 		body, err := enrollmentBody(e)
@@ -54,6 +55,7 @@ func (t *Tx) CreateEnrollments(es []*gatehouse.Enrollment) error {
 		scopes[i], ids[i], types[i], attTypes[i], enabled[i], bodies[i] = e.Scope, e.ID, string(e.Type), string(e.Attestation.Type), e.Enabled, string(body)
 		configs[i], tokenHashes[i], sealed[i] = nullBytes(e.InitialConfig), nullBytes(e.Attestation.TokenHash), nullBytes(e.SealedSecrets)
 		etags[i], created[i], updated[i] = e.ETag, e.CreatedAt, e.UpdatedAt
+		registrations[i], uses[i] = int32(e.Registrations), int32(e.Attestation.Uses)
 	}
 	sp, err := t.tx.Begin(t.ctx)
 	if err != nil {
@@ -64,12 +66,13 @@ func (t *Tx) CreateEnrollments(es []*gatehouse.Enrollment) error {
 		WITH e AS (
 			INSERT INTO enrollments (`+enrollmentColumns+`)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::json[],
-				$7::bytea[], $8::bytea[], $9::bytea[], $10::text[], $11::timestamptz[], $12::timestamptz[])
+				$7::bytea[], $8::bytea[], $9::bytea[], $10::text[], $11::timestamptz[], $12::timestamptz[],
+				$13::integer[], $14::integer[])
 			ON CONFLICT DO NOTHING
 			RETURNING 1
 		)
 		SELECT count(*) FROM e`,
-		scopes, ids, types, attTypes, enabled, bodies, configs, tokenHashes, sealed, etags, created, updated).Scan(&inserted)
+		scopes, ids, types, attTypes, enabled, bodies, configs, tokenHashes, sealed, etags, created, updated, registrations, uses).Scan(&inserted)
 	if err == nil && inserted != int64(n) {
 		if rerr := sp.Rollback(t.ctx); rerr != nil {
 			return t.fail("create enrollments", rerr)

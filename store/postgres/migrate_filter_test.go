@@ -39,7 +39,7 @@ func TestMigrationFilterIndexes(t *testing.T) {
 	}
 	s.Close()
 	conn := connect(t, dsn)
-	for _, q := range []string{`DROP INDEX events_type_idx`, `DROP INDEX credentials_active_expiry_idx`, `DROP TABLE import_job_rejects`, `DROP TABLE import_jobs`, `DELETE FROM schema_version WHERE version >= 5`} {
+	for _, q := range []string{`ALTER TABLE enrollments DROP COLUMN registrations, DROP COLUMN uses`, `DROP INDEX events_type_idx`, `DROP INDEX credentials_active_expiry_idx`, `DROP TABLE import_job_rejects`, `DROP TABLE import_jobs`, `DELETE FROM schema_version WHERE version >= 5`} {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}

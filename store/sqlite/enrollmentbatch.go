@@ -6,7 +6,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse"
 )
 
-// enrollmentChunk is how many enrollments one INSERT writes (12 values
+// enrollmentChunk is how many enrollments one INSERT writes (14 values
 // each; see devicebatch.go for why statements are multi-row).
 const enrollmentChunk = 64
 
@@ -66,17 +66,15 @@ func (t *tx) createEnrollments(es []*gatehouse.Enrollment) error {
 	scope := es[0].Scope
 	for start := 0; start < len(es); start += enrollmentChunk {
 		chunk := es[start:min(len(es), start+enrollmentChunk)]
-		args := make([]any, 0, 12*len(chunk))
+		args := make([]any, 0, enrollmentValues*len(chunk))
 		for _, e := range chunk {
-			body, err := enrollmentBody(e)
+			a, err := enrollmentArgs(e)
 			if err != nil {
 				return fmt.Errorf("create enrollments: encode: %w", err)
 			}
-			args = append(args, e.Scope, e.ID, string(e.Type), string(e.Attestation.Type), e.Enabled, body,
-				nullBytes(e.InitialConfig), nullBytes(e.Attestation.TokenHash), nullBytes(e.SealedSecrets),
-				e.ETag, micros(e.CreatedAt), micros(e.UpdatedAt))
+			args = append(args, a...)
 		}
-		q := `INSERT INTO enrollments (` + enrollmentColumns + `) VALUES ` + rowsOf(len(chunk), 12)
+		q := `INSERT INTO enrollments (` + enrollmentColumns + `) VALUES ` + rowsOf(len(chunk), enrollmentValues)
 		if _, err := t.q().exec(bg, q, args...); err != nil {
 			return storeError("create enrollments", err, fmt.Sprintf("one of %d enrollments in scope %q", len(es), scope), fmt.Sprintf("scope %q", scope))
 		}

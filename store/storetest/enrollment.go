@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -375,6 +376,100 @@ func testEnrollments(t *testing.T, newStore NewStore) {
 		if got.Registrations != n || got.Attestation.Uses != n || got.ETag != strconv.Itoa(n) {
 			t.Errorf("after %d increments: got registrations %d uses %d etag %q, want %d %d %q",
 				n, got.Registrations, got.Attestation.Uses, got.ETag, n, n, strconv.Itoa(n))
+		}
+	})
+
+	// CountEnrollmentUse: the counts move, within their limits and only
+	// under the etag they were decided with; the settings, etag and
+	// updatedAt stay; a refusal changes nothing.
+	t.Run("CountUse", func(t *testing.T) {
+		s := newStore(t)
+		createScopes(t, s, "acme")
+		e := newEnrollment("acme", "tok", gatehouse.EnrollmentGroup, gatehouse.AttestToken)
+		e.MaxRegistrations, e.Attestation.MaxUses = 3, 2
+		createEnrollments(t, s, e)
+		count := func(u gatehouse.EnrollmentUse) error {
+			return s.Update(ctx, func(tx gatehouse.Tx) error { return tx.CountEnrollmentUse(u) })
+		}
+		want := func(what string, regs, uses int) {
+			t.Helper()
+			got := getEnrollment(t, s, "acme", "tok")
+			if got.Registrations != regs || got.Attestation.Uses != uses {
+				t.Errorf("%s: got registrations %d uses %d, want %d %d", what, got.Registrations, got.Attestation.Uses, regs, uses)
+			}
+			got.Registrations, got.Attestation.Uses = 0, 0
+			if diff := cmp.Diff(e, got); diff != "" {
+				t.Errorf("%s: more than the counts changed (-want +got):\n%s", what, diff)
+			}
+		}
+		use := gatehouse.EnrollmentUse{Scope: "acme", ID: "tok", ETag: "1", Registrations: 1, Uses: 1, MaxRegistrations: 3, MaxUses: 2}
+		for range 2 {
+			if err := count(use); err != nil {
+				t.Fatalf("CountEnrollmentUse within the limits: %v", err)
+			}
+		}
+		want("two uses", 2, 2)
+		wantCode(t, "a third use of a token with two", count(use), gatehouse.EQuotaExceeded)
+		want("after the refused use", 2, 2)
+		noToken := use
+		noToken.Uses, noToken.MaxUses = 0, 0
+		if err := count(noToken); err != nil {
+			t.Fatalf("a third registration of three: %v", err)
+		}
+		wantCode(t, "a fourth registration of three", count(noToken), gatehouse.EQuotaExceeded)
+		want("after the refused registration", 3, 2)
+		again := noToken
+		again.Registrations = 0
+		if err := count(again); err != nil {
+			t.Errorf("a registration of an existing device (nothing counted): %v", err)
+		}
+		stale := again
+		stale.ETag = "0"
+		wantCode(t, "a count decided with other settings", count(stale), gatehouse.EPreconditionFailed)
+		missing := again
+		missing.ID = "nope"
+		wantCode(t, "a count on a missing enrollment", count(missing), gatehouse.ENotFound)
+		want("after the refusals", 3, 2)
+
+		// The counts survive a settings change made in a transaction that
+		// read them, and the old etag no longer counts.
+		if err := s.Update(ctx, func(tx gatehouse.Tx) error {
+			cur, err := tx.GetEnrollment("acme", "tok")
+			if err != nil {
+				return err
+			}
+			cur.Enabled, cur.ETag = false, "2"
+			return tx.UpdateEnrollment(cur, "1")
+		}); err != nil {
+			t.Fatal(err)
+		}
+		e.Enabled, e.ETag = false, "2"
+		want("after a settings change", 3, 2)
+		wantCode(t, "a count decided before the settings change", count(again), gatehouse.EPreconditionFailed)
+	})
+
+	// Many registrations of one enrollment at once, each decided with the
+	// same copy: the limit holds exactly.
+	t.Run("ConcurrentCountUse", func(t *testing.T) {
+		const n, limit = 24, 17
+		s := newStore(t)
+		createScopes(t, s, "acme")
+		e := newEnrollment("acme", "group", gatehouse.EnrollmentGroup, gatehouse.AttestSymmetricKey)
+		e.MaxRegistrations = limit
+		createEnrollments(t, s, e)
+		var refused atomic.Int32
+		parallel(t, n, func(int) error {
+			err := s.Update(ctx, func(tx gatehouse.Tx) error {
+				return tx.CountEnrollmentUse(gatehouse.EnrollmentUse{Scope: "acme", ID: "group", ETag: "1", Registrations: 1, MaxRegistrations: limit})
+			})
+			if gatehouse.ErrorCode(err) == gatehouse.EQuotaExceeded {
+				refused.Add(1)
+				return nil
+			}
+			return err
+		})
+		if got := getEnrollment(t, s, "acme", "group"); got.Registrations != limit || refused.Load() != n-limit {
+			t.Errorf("%d registrations under a limit of %d: got %d counted, %d refused; want %d, %d", n, limit, got.Registrations, refused.Load(), limit, n-limit)
 		}
 	})
 
