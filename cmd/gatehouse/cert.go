@@ -214,10 +214,7 @@ cessationOfOperation, certificateHold or privilegeWithdrawn.`,
 			if err != nil {
 				return err
 			}
-			if a.jsonMode() {
-				return a.printJSON(cred)
-			}
-			return a.printCredentials([]*gatehouse.Credential{cred})
+			return a.printCredential(cred)
 		}),
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "RFC 5280 reason, e.g. keyCompromise (default unspecified)")
@@ -252,35 +249,23 @@ func (a *app) certList(scope *string) *cobra.Command {
 			for _, k := range kind {
 				opts.Kinds = append(opts.Kinds, gatehouse.CredentialKind(k))
 			}
-			if opts.Limit < 0 {
-				return usagef("--limit must be positive")
+			if err := checkLimit(opts.Limit); err != nil {
+				return err
 			}
 			c, err := a.client()
 			if err != nil {
 				return err
 			}
-			var page *registry.CredentialPage
+			page := &registry.CredentialPage{}
 			if all {
-				page = &registry.CredentialPage{Items: []*gatehouse.Credential{}}
-				for cr, err := range c.Credentials(cmd.Context(), *scope, opts) {
-					if err != nil {
-						return err
-					}
-					page.Items = append(page.Items, cr)
-				}
-			} else if page, err = c.ListCredentials(cmd.Context(), *scope, opts); err != nil {
+				page.Items, err = allItems(c.Credentials(cmd.Context(), *scope, opts))
+			} else {
+				page, err = c.ListCredentials(cmd.Context(), *scope, opts)
+			}
+			if err != nil {
 				return err
 			}
-			if a.jsonMode() {
-				return a.printJSON(page)
-			}
-			if err := a.printCredentials(page.Items); err != nil {
-				return err
-			}
-			if page.NextCursor != "" {
-				fmt.Fprintf(a.stderr, "More credentials: add --cursor %s for the next page, or --all for every page.\n", page.NextCursor)
-			}
-			return nil
+			return a.printPage(page, page.NextCursor, "credentials", func() error { return a.printCredentials(page.Items) })
 		}),
 	}
 	f := cmd.Flags()
@@ -288,9 +273,7 @@ func (a *app) certList(scope *string) *cobra.Command {
 	f.StringVar(&opts.DeviceID, "device", "", "only this device's")
 	f.StringSliceVar(&statuses, "status", nil, "only these statuses: active, superseded, revoked, expired")
 	f.StringSliceVar(&kind, "kind", nil, "only these kinds: x509, symmetric_key, token")
-	f.IntVar(&opts.Limit, "limit", 0, "page size (default: the server's, 100)")
-	f.StringVar(&opts.Cursor, "cursor", "", "continue after a previous page (its nextCursor)")
-	f.BoolVar(&all, "all", false, "fetch every page")
+	addPageFlags(f, &opts.Limit, &opts.Cursor, &all)
 	return cmd
 }
 
@@ -351,6 +334,14 @@ func (a *app) printCAInfo(info *registry.CAInfo) error {
 	t.row("Imported:", fmt.Sprint(info.Imported))
 	t.row("Chain:", fmt.Sprintf("%d certificates (gatehouse ca show prints them)", strings.Count(info.Chain, "-----BEGIN CERTIFICATE-----")))
 	return t.flush()
+}
+
+// printCredential prints one credential, or its JSON.
+func (a *app) printCredential(c *gatehouse.Credential) error {
+	if a.jsonMode() {
+		return a.printJSON(c)
+	}
+	return a.printCredentials([]*gatehouse.Credential{c})
 }
 
 // printCredentials prints credentials as a table, one per row.

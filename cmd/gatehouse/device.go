@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"strings"
 	"time"
@@ -58,22 +57,7 @@ func (a *app) deviceCreate(scope *string) *cobra.Command {
 }
 
 func (a *app) deviceGet(scope *string) *cobra.Command {
-	return &cobra.Command{
-		Use:   "get ID",
-		Short: "Show a device",
-		Args:  exactArgs("ID"),
-		RunE: action(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			d, err := c.GetDevice(cmd.Context(), *scope, args[0])
-			if err != nil {
-				return err
-			}
-			return a.printDevice(d)
-		}),
-	}
+	return getCommand(a, scope, "Show a device", (*adminclient.Client).GetDevice, a.printDevice)
 }
 
 func (a *app) deviceList(scope *string) *cobra.Command {
@@ -105,35 +89,23 @@ func (a *app) deviceList(scope *string) *cobra.Command {
 			if opts.LastSeenAfter, err = timeFlag("--last-seen-after", seenAfter, time.Now()); err != nil {
 				return err
 			}
-			if opts.Limit < 0 {
-				return usagef("--limit must be positive")
+			if err := checkLimit(opts.Limit); err != nil {
+				return err
 			}
 			c, err := a.client()
 			if err != nil {
 				return err
 			}
-			var page *registry.DevicePage
+			page := &registry.DevicePage{}
 			if all {
-				page = &registry.DevicePage{Items: []*gatehouse.Device{}}
-				for d, err := range c.Devices(cmd.Context(), *scope, opts) {
-					if err != nil {
-						return err
-					}
-					page.Items = append(page.Items, d)
-				}
-			} else if page, err = c.ListDevices(cmd.Context(), *scope, opts); err != nil {
+				page.Items, err = allItems(c.Devices(cmd.Context(), *scope, opts))
+			} else {
+				page, err = c.ListDevices(cmd.Context(), *scope, opts)
+			}
+			if err != nil {
 				return err
 			}
-			if a.jsonMode() {
-				return a.printJSON(page)
-			}
-			if err := a.printDevices(page.Items); err != nil {
-				return err
-			}
-			if page.NextCursor != "" {
-				fmt.Fprintf(a.stderr, "More devices: add --cursor %s for the next page, or --all for every page.\n", page.NextCursor)
-			}
-			return nil
+			return a.printPage(page, page.NextCursor, "devices", func() error { return a.printDevices(page.Items) })
 		}),
 	}
 	f := cmd.Flags()
@@ -143,9 +115,7 @@ func (a *app) deviceList(scope *string) *cobra.Command {
 	f.StringVar(&seenAfter, "last-seen-after", "", "only devices last seen at or after this time (RFC 3339, or a duration ago such as 1h)")
 	f.StringVar(&opts.Enrollment, "enrollment", "", "only devices provisioned by this enrollment (its ID)")
 	f.StringArrayVar(&opts.Tags, "tag", nil, "tag selector: k=v, k!=v, 'k in (a,b)', 'k notin (a,b)', k or !k (repeatable: all of them)")
-	f.IntVar(&opts.Limit, "limit", 0, "page size (default: the server's, 100)")
-	f.StringVar(&opts.Cursor, "cursor", "", "continue after a previous page (its nextCursor)")
-	f.BoolVar(&all, "all", false, "fetch every page")
+	addPageFlags(f, &opts.Limit, &opts.Cursor, &all)
 	return cmd
 }
 
@@ -180,7 +150,7 @@ func (a *app) devicePatch(scope *string) *cobra.Command {
 	f.StringArrayVar(&tags, "tag", nil, "set a tag, key=value (repeatable)")
 	f.StringArrayVar(&untags, "untag", nil, "remove a tag by key (repeatable)")
 	f.StringVar(&config, "config", "", "JSON merge patch of the configuration (null removes a key), or @FILE")
-	f.StringVar(&ifMatch, "if-match", "", "fail unless the device still has this etag")
+	ifMatchFlag(cmd, &ifMatch, "device")
 	return cmd
 }
 
@@ -242,7 +212,7 @@ quarantined or decommissioned (terminal: credentials revoked, record kept).`,
 		}),
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the device's history")
-	cmd.Flags().StringVar(&ifMatch, "if-match", "", "fail unless the device still has this etag")
+	ifMatchFlag(cmd, &ifMatch, "device")
 	return cmd
 }
 
@@ -318,10 +288,7 @@ name (default unspecified).`,
 			if err != nil {
 				return err
 			}
-			if a.jsonMode() {
-				return a.printJSON(cred)
-			}
-			return a.printCredentials([]*gatehouse.Credential{cred})
+			return a.printCredential(cred)
 		}),
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "RFC 5280 reason, e.g. keyCompromise (default unspecified)")
@@ -329,27 +296,8 @@ name (default unspecified).`,
 }
 
 func (a *app) deviceDelete(scope *string) *cobra.Command {
-	var ifMatch string
-	cmd := &cobra.Command{
-		Use:   "delete ID",
-		Short: "Delete a device that was never seen, or one decommissioned",
-		Args:  exactArgs("ID"),
-		RunE: action(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteDevice(cmd.Context(), *scope, args[0], ifMatch); err != nil {
-				return err
-			}
-			if !a.jsonMode() {
-				fmt.Fprintf(a.stdout, "Deleted device %s from scope %s.\n", args[0], *scope)
-			}
-			return nil
-		}),
-	}
-	cmd.Flags().StringVar(&ifMatch, "if-match", "", "fail unless the device still has this etag")
-	return cmd
+	return a.deleteCommand(scope, "device", "Delete a device that was never seen, or one decommissioned",
+		(*adminclient.Client).DeleteDevice)
 }
 
 // parseTags parses key=value flags.

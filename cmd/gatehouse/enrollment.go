@@ -113,11 +113,7 @@ a duration from now (30d, 36h) or an RFC 3339 time.`,
 			if err != nil {
 				return err
 			}
-			if a.jsonMode() {
-				err = a.printJSON(e)
-			} else {
-				err = a.printEnrollment(e)
-			}
+			err = a.printEnrollment(e)
 			if at := e.Attestation; at.PrimaryKey != "" || at.SecondaryKey != "" || at.Token != "" {
 				fmt.Fprintln(a.stderr, "Store the generated secrets now: they will not be shown again.")
 			}
@@ -179,25 +175,7 @@ func parseEndpoints(vals []string) ([]gatehouse.Endpoint, error) {
 }
 
 func (a *app) enrollmentGet(scope *string) *cobra.Command {
-	return &cobra.Command{
-		Use:   "get ID",
-		Short: "Show an enrollment (never its secrets)",
-		Args:  exactArgs("ID"),
-		RunE: action(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			e, err := c.GetEnrollment(cmd.Context(), *scope, args[0])
-			if err != nil {
-				return err
-			}
-			if a.jsonMode() {
-				return a.printJSON(e)
-			}
-			return a.printEnrollment(e)
-		}),
-	}
+	return getCommand(a, scope, "Show an enrollment (never its secrets)", (*adminclient.Client).GetEnrollment, a.printEnrollment)
 }
 
 func (a *app) enrollmentList(scope *string) *cobra.Command {
@@ -212,71 +190,34 @@ func (a *app) enrollmentList(scope *string) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: action(func(cmd *cobra.Command, args []string) error {
 			opts.Type = gatehouse.EnrollmentType(typ)
-			if opts.Limit < 0 {
-				return usagef("--limit must be positive")
+			if err := checkLimit(opts.Limit); err != nil {
+				return err
 			}
 			c, err := a.client()
 			if err != nil {
 				return err
 			}
-			var page *registry.EnrollmentPage
+			page := &registry.EnrollmentPage{}
 			if all {
-				page = &registry.EnrollmentPage{Items: []*gatehouse.Enrollment{}}
-				for e, err := range c.Enrollments(cmd.Context(), *scope, opts) {
-					if err != nil {
-						return err
-					}
-					page.Items = append(page.Items, e)
-				}
-			} else if page, err = c.ListEnrollments(cmd.Context(), *scope, opts); err != nil {
+				page.Items, err = allItems(c.Enrollments(cmd.Context(), *scope, opts))
+			} else {
+				page, err = c.ListEnrollments(cmd.Context(), *scope, opts)
+			}
+			if err != nil {
 				return err
 			}
-			if a.jsonMode() {
-				return a.printJSON(page)
-			}
-			t := newTable(a.stdout, "ID", "TYPE", "ATTESTATION", "ENABLED", "REGISTRATIONS", "EXPIRES", "CREATED")
-			for _, e := range page.Items {
-				t.row(e.ID, string(e.Type), attestationSummary(e), strconv.FormatBool(e.Enabled), registrationsOf(e), fmtTimePtr(e.ExpiresAt), fmtTime(e.CreatedAt))
-			}
-			if err := t.flush(); err != nil {
-				return err
-			}
-			if page.NextCursor != "" {
-				fmt.Fprintf(a.stderr, "More enrollments: add --cursor %s for the next page, or --all for every page.\n", page.NextCursor)
-			}
-			return nil
+			return a.printPage(page, page.NextCursor, "enrollments", func() error { return a.printEnrollments(page.Items) })
 		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&typ, "type", "", "only group or individual enrollments")
-	f.IntVar(&opts.Limit, "limit", 0, "page size (default: the server's, 100)")
-	f.StringVar(&opts.Cursor, "cursor", "", "continue after a previous page (its nextCursor)")
-	f.BoolVar(&all, "all", false, "fetch every page")
+	addPageFlags(f, &opts.Limit, &opts.Cursor, &all)
 	return cmd
 }
 
 func (a *app) enrollmentDelete(scope *string) *cobra.Command {
-	var ifMatch string
-	cmd := &cobra.Command{
-		Use:   "delete ID",
-		Short: "Delete an enrollment (the devices it admitted stay)",
-		Args:  exactArgs("ID"),
-		RunE: action(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteEnrollment(cmd.Context(), *scope, args[0], ifMatch); err != nil {
-				return err
-			}
-			if !a.jsonMode() {
-				fmt.Fprintf(a.stdout, "Deleted enrollment %s from scope %s.\n", args[0], *scope)
-			}
-			return nil
-		}),
-	}
-	cmd.Flags().StringVar(&ifMatch, "if-match", "", "fail unless the enrollment still has this etag")
-	return cmd
+	return a.deleteCommand(scope, "enrollment", "Delete an enrollment (the devices it admitted stay)",
+		(*adminclient.Client).DeleteEnrollment)
 }
 
 // enrollmentEnable is "enrollment enable" or "enrollment disable".
@@ -299,13 +240,10 @@ func (a *app) enrollmentEnable(scope *string, enable bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.jsonMode() {
-				return a.printJSON(e)
-			}
 			return a.printEnrollment(e)
 		}),
 	}
-	cmd.Flags().StringVar(&ifMatch, "if-match", "", "fail unless the enrollment still has this etag")
+	ifMatchFlag(cmd, &ifMatch, "enrollment")
 	return cmd
 }
 
@@ -357,9 +295,6 @@ func (a *app) enrollmentVerify(scope *string) *cobra.Command {
 			e, err := c.VerifyCA(cmd.Context(), *scope, args[0], proof)
 			if err != nil {
 				return err
-			}
-			if a.jsonMode() {
-				return a.printJSON(e)
 			}
 			return a.printEnrollment(e)
 		}),
@@ -430,9 +365,21 @@ func registrationsOf(e *gatehouse.Enrollment) string {
 	return strconv.Itoa(e.Registrations)
 }
 
-// printEnrollment prints one enrollment as a table, with the secrets the
-// server returned (only ever in the answer to a creation).
+// printEnrollments prints enrollments as a table, one per row.
+func (a *app) printEnrollments(enrollments []*gatehouse.Enrollment) error {
+	t := newTable(a.stdout, "ID", "TYPE", "ATTESTATION", "ENABLED", "REGISTRATIONS", "EXPIRES", "CREATED")
+	for _, e := range enrollments {
+		t.row(e.ID, string(e.Type), attestationSummary(e), strconv.FormatBool(e.Enabled), registrationsOf(e), fmtTimePtr(e.ExpiresAt), fmtTime(e.CreatedAt))
+	}
+	return t.flush()
+}
+
+// printEnrollment prints one enrollment, or its JSON. The table shows the
+// secrets the server returned (only ever in the answer to a creation).
 func (a *app) printEnrollment(e *gatehouse.Enrollment) error {
+	if a.jsonMode() {
+		return a.printJSON(e)
+	}
 	at := e.Attestation
 	t := newTable(a.stdout)
 	t.row("ID:", e.ID)

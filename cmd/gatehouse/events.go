@@ -34,8 +34,8 @@ With -o json, --follow prints one JSON document per line (NDJSON).`,
 			if after < 0 {
 				return usagef("--after must be a sequence number >= 0")
 			}
-			if limit < 0 {
-				return usagef("--limit must be positive")
+			if err := checkLimit(limit); err != nil {
+				return err
 			}
 			if follow && limit != 0 {
 				return usagef("--limit does not apply to --follow")
