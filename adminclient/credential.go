@@ -7,7 +7,6 @@ import (
 	"iter"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
@@ -88,13 +87,8 @@ func (c *Client) RevokeCredential(ctx context.Context, scope, deviceID, credenti
 
 // DeviceCredentials lists a device's credentials, each status as of now.
 func (c *Client) DeviceCredentials(ctx context.Context, scope, deviceID string) ([]*gatehouse.Credential, error) {
-	var list struct {
-		Items []*gatehouse.Credential `json:"items"`
-	}
-	if err := c.do(ctx, request{method: http.MethodGet, path: devicePath(scope, deviceID) + "/credentials"}, &list); err != nil {
-		return nil, err
-	}
-	return nonNil(list.Items), nil
+	items, _, err := getList[*gatehouse.Credential](ctx, c, request{method: http.MethodGet, path: devicePath(scope, deviceID) + "/credentials"})
+	return items, err
 }
 
 // CredentialListOptions filters and pages a credential listing. Filters
@@ -122,23 +116,17 @@ func (o CredentialListOptions) query() url.Values {
 	if !o.ExpiringBefore.IsZero() {
 		q.Set("expiringBefore", o.ExpiringBefore.UTC().Format(time.RFC3339Nano))
 	}
-	if o.Limit != 0 {
-		q.Set("limit", strconv.Itoa(o.Limit))
-	}
-	if o.Cursor != "" {
-		q.Set("cursor", o.Cursor)
-	}
+	addPaging(q, o.Limit, o.Cursor)
 	return q
 }
 
 // ListCredentials returns one page of a scope's credentials, ordered by ID.
 func (c *Client) ListCredentials(ctx context.Context, scope string, opts CredentialListOptions) (*registry.CredentialPage, error) {
-	var page registry.CredentialPage
-	if err := c.do(ctx, request{method: http.MethodGet, path: scopePath(scope) + "/credentials", query: opts.query()}, &page); err != nil {
+	items, next, err := getList[*gatehouse.Credential](ctx, c, request{method: http.MethodGet, path: scopePath(scope) + "/credentials", query: opts.query()})
+	if err != nil {
 		return nil, err
 	}
-	page.Items = nonNil(page.Items)
-	return &page, nil
+	return &registry.CredentialPage{Items: items, NextCursor: next}, nil
 }
 
 // Credentials iterates over every credential matching opts, fetching pages
@@ -146,11 +134,7 @@ func (c *Client) ListCredentials(ctx context.Context, scope string, opts Credent
 func (c *Client) Credentials(ctx context.Context, scope string, opts CredentialListOptions) iter.Seq2[*gatehouse.Credential, error] {
 	return pages(opts.Cursor, func(cursor string) ([]*gatehouse.Credential, string, error) {
 		opts.Cursor = cursor
-		page, err := c.ListCredentials(ctx, scope, opts)
-		if err != nil {
-			return nil, "", err
-		}
-		return page.Items, page.NextCursor, nil
+		return getList[*gatehouse.Credential](ctx, c, request{method: http.MethodGet, path: scopePath(scope) + "/credentials", query: opts.query()})
 	})
 }
 

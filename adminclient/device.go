@@ -6,7 +6,6 @@ import (
 	"iter"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
@@ -69,24 +68,18 @@ func (o ListOptions) query() url.Values {
 	if o.Enrollment != "" {
 		q.Set("enrollment", o.Enrollment)
 	}
-	if o.Limit != 0 {
-		q.Set("limit", strconv.Itoa(o.Limit))
-	}
-	if o.Cursor != "" {
-		q.Set("cursor", o.Cursor)
-	}
+	addPaging(q, o.Limit, o.Cursor)
 	return q
 }
 
 // ListDevices returns one page of a scope's devices, ordered by ID. Pass
 // the page's NextCursor as opts.Cursor for the next; it is empty on the last.
 func (c *Client) ListDevices(ctx context.Context, scope string, opts ListOptions) (*registry.DevicePage, error) {
-	var page registry.DevicePage
-	if err := c.do(ctx, request{method: http.MethodGet, path: devicesPath(scope), query: opts.query()}, &page); err != nil {
+	items, next, err := getList[*gatehouse.Device](ctx, c, request{method: http.MethodGet, path: devicesPath(scope), query: opts.query()})
+	if err != nil {
 		return nil, err
 	}
-	page.Items = nonNil(page.Items)
-	return &page, nil
+	return &registry.DevicePage{Items: items, NextCursor: next}, nil
 }
 
 // Devices iterates over every device matching opts, fetching pages as it
@@ -94,11 +87,7 @@ func (c *Client) ListDevices(ctx context.Context, scope string, opts ListOptions
 func (c *Client) Devices(ctx context.Context, scope string, opts ListOptions) iter.Seq2[*gatehouse.Device, error] {
 	return pages(opts.Cursor, func(cursor string) ([]*gatehouse.Device, string, error) {
 		opts.Cursor = cursor
-		page, err := c.ListDevices(ctx, scope, opts)
-		if err != nil {
-			return nil, "", err
-		}
-		return page.Items, page.NextCursor, nil
+		return getList[*gatehouse.Device](ctx, c, request{method: http.MethodGet, path: devicesPath(scope), query: opts.query()})
 	})
 }
 
@@ -139,13 +128,8 @@ func (c *Client) DeleteDevice(ctx context.Context, scope, id, ifMatch string) er
 
 // DeviceHistory returns a device's lifecycle history, oldest first.
 func (c *Client) DeviceHistory(ctx context.Context, scope, id string) ([]*gatehouse.StateChange, error) {
-	var list struct {
-		Items []*gatehouse.StateChange `json:"items"`
-	}
-	if err := c.do(ctx, request{method: http.MethodGet, path: devicePath(scope, id) + "/history"}, &list); err != nil {
-		return nil, err
-	}
-	return nonNil(list.Items), nil
+	items, _, err := getList[*gatehouse.StateChange](ctx, c, request{method: http.MethodGet, path: devicePath(scope, id) + "/history"})
+	return items, err
 }
 
 func ifMatchHeader(etag string) http.Header {

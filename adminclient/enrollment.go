@@ -6,7 +6,6 @@ import (
 	"iter"
 	"net/http"
 	"net/url"
-	"strconv"
 
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/gatehouse-iot/gatehouse/registry"
@@ -49,12 +48,7 @@ func (o EnrollmentListOptions) query() url.Values {
 	if o.Type != "" {
 		q.Set("type", string(o.Type))
 	}
-	if o.Limit != 0 {
-		q.Set("limit", strconv.Itoa(o.Limit))
-	}
-	if o.Cursor != "" {
-		q.Set("cursor", o.Cursor)
-	}
+	addPaging(q, o.Limit, o.Cursor)
 	return q
 }
 
@@ -62,12 +56,11 @@ func (o EnrollmentListOptions) query() url.Values {
 // Pass the page's NextCursor as opts.Cursor for the next; it is empty on
 // the last.
 func (c *Client) ListEnrollments(ctx context.Context, scope string, opts EnrollmentListOptions) (*registry.EnrollmentPage, error) {
-	var page registry.EnrollmentPage
-	if err := c.do(ctx, request{method: http.MethodGet, path: enrollmentsPath(scope), query: opts.query()}, &page); err != nil {
+	items, next, err := getList[*gatehouse.Enrollment](ctx, c, request{method: http.MethodGet, path: enrollmentsPath(scope), query: opts.query()})
+	if err != nil {
 		return nil, err
 	}
-	page.Items = nonNil(page.Items)
-	return &page, nil
+	return &registry.EnrollmentPage{Items: items, NextCursor: next}, nil
 }
 
 // Enrollments iterates over every enrollment matching opts, fetching pages
@@ -75,11 +68,7 @@ func (c *Client) ListEnrollments(ctx context.Context, scope string, opts Enrollm
 func (c *Client) Enrollments(ctx context.Context, scope string, opts EnrollmentListOptions) iter.Seq2[*gatehouse.Enrollment, error] {
 	return pages(opts.Cursor, func(cursor string) ([]*gatehouse.Enrollment, string, error) {
 		opts.Cursor = cursor
-		page, err := c.ListEnrollments(ctx, scope, opts)
-		if err != nil {
-			return nil, "", err
-		}
-		return page.Items, page.NextCursor, nil
+		return getList[*gatehouse.Enrollment](ctx, c, request{method: http.MethodGet, path: enrollmentsPath(scope), query: opts.query()})
 	})
 }
 

@@ -27,13 +27,8 @@ func (c *Client) Events(ctx context.Context, scope string, after int64, limit in
 	if limit != 0 {
 		q.Set("limit", strconv.Itoa(limit))
 	}
-	var list struct {
-		Items []*gatehouse.Event `json:"items"`
-	}
-	if err := c.do(ctx, request{method: http.MethodGet, path: eventsPath(scope), query: q}, &list); err != nil {
-		return nil, err
-	}
-	return nonNil(list.Items), nil
+	items, _, err := getList[*gatehouse.Event](ctx, c, request{method: http.MethodGet, path: eventsPath(scope), query: q})
+	return items, err
 }
 
 // StreamEvents follows scope's event log live, calling fn for every event

@@ -1,6 +1,43 @@
 package adminclient
 
-import "iter"
+import (
+	"context"
+	"iter"
+	"net/url"
+	"strconv"
+)
+
+// listing is the JSON of a listing: its items and, when it is paged and
+// more pages follow, the next page's cursor.
+type listing[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"nextCursor"`
+}
+
+// getList performs r, the GET of a listing, and returns its items and the
+// cursor of the next page. A missing list comes back empty rather than nil,
+// so that callers (and the JSON they print) see [] rather than null.
+func getList[T any](ctx context.Context, c *Client, r request) ([]T, string, error) {
+	var l listing[T]
+	if err := c.do(ctx, r, &l); err != nil {
+		return nil, "", err
+	}
+	if l.Items == nil {
+		l.Items = []T{}
+	}
+	return l.Items, l.NextCursor, nil
+}
+
+// addPaging adds the page size (0: the server's default) and the cursor of
+// the page (empty: the first) to a paged listing's query.
+func addPaging(q url.Values, limit int, cursor string) {
+	if limit != 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+}
 
 // pages iterates over every item of a paged listing: fetch returns one page
 // (its items and next cursor) for a cursor, starting from cursor. It yields

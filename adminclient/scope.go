@@ -20,13 +20,8 @@ func (c *Client) CreateScope(ctx context.Context, id string) (*gatehouse.Scope, 
 
 // ListScopes returns the scopes the token may see.
 func (c *Client) ListScopes(ctx context.Context) ([]*gatehouse.Scope, error) {
-	var list struct {
-		Items []*gatehouse.Scope `json:"items"`
-	}
-	if err := c.do(ctx, request{method: http.MethodGet, path: "/v1/scopes"}, &list); err != nil {
-		return nil, err
-	}
-	return nonNil(list.Items), nil
+	items, _, err := getList[*gatehouse.Scope](ctx, c, request{method: http.MethodGet, path: "/v1/scopes"})
+	return items, err
 }
 
 // GetScope returns one scope.
@@ -36,13 +31,4 @@ func (c *Client) GetScope(ctx context.Context, id string) (*gatehouse.Scope, err
 		return nil, err
 	}
 	return &sc, nil
-}
-
-// nonNil turns a missing list into an empty one, so that callers (and the
-// JSON they print) see [] rather than null.
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
 }

@@ -22,13 +22,8 @@ func (c *Client) CreateToken(ctx context.Context, scope string, req registry.Tok
 // ListTokens lists a scope's tokens, revoked ones included (never their
 // secrets).
 func (c *Client) ListTokens(ctx context.Context, scope string) ([]*gatehouse.Token, error) {
-	var list struct {
-		Items []*gatehouse.Token `json:"items"`
-	}
-	if err := c.do(ctx, request{method: http.MethodGet, path: "/v1/scopes/" + seg(scope) + "/tokens"}, &list); err != nil {
-		return nil, err
-	}
-	return nonNil(list.Items), nil
+	items, _, err := getList[*gatehouse.Token](ctx, c, request{method: http.MethodGet, path: "/v1/scopes/" + seg(scope) + "/tokens"})
+	return items, err
 }
 
 // RevokeToken revokes one of a scope's tokens by ID.

@@ -25,13 +25,8 @@ func (c *Client) CreateWebhook(ctx context.Context, scope string, req registry.W
 
 // ListWebhooks lists a scope's webhooks with their delivery cursors.
 func (c *Client) ListWebhooks(ctx context.Context, scope string) ([]*registry.WebhookInfo, error) {
-	var list struct {
-		Items []*registry.WebhookInfo `json:"items"`
-	}
-	if err := c.do(ctx, request{method: http.MethodGet, path: webhooksPath(scope)}, &list); err != nil {
-		return nil, err
-	}
-	return nonNil(list.Items), nil
+	items, _, err := getList[*registry.WebhookInfo](ctx, c, request{method: http.MethodGet, path: webhooksPath(scope)})
+	return items, err
 }
 
 // GetWebhook returns one webhook.
@@ -64,13 +59,8 @@ func (c *Client) DeadLetters(ctx context.Context, scope, id string, after int64,
 	if limit != 0 {
 		q.Set("limit", strconv.Itoa(limit))
 	}
-	var list struct {
-		Items []*DeadLetter `json:"items"`
-	}
-	if err := c.do(ctx, request{method: http.MethodGet, path: webhooksPath(scope) + "/" + seg(id) + "/dead-letters", query: q}, &list); err != nil {
-		return nil, err
-	}
-	return nonNil(list.Items), nil
+	items, _, err := getList[*DeadLetter](ctx, c, request{method: http.MethodGet, path: webhooksPath(scope) + "/" + seg(id) + "/dead-letters", query: q})
+	return items, err
 }
 
 // ReplayWebhook resumes a webhook's delivery with event fromSeq.
@@ -101,13 +91,8 @@ func (c *Client) QueryEvents(ctx context.Context, scope string, q registry.Event
 	if !q.Until.IsZero() {
 		v.Set("until", q.Until.UTC().Format(time.RFC3339Nano))
 	}
-	var list struct {
-		Items []*gatehouse.Event `json:"items"`
-	}
-	if err := c.do(ctx, request{method: http.MethodGet, path: eventsPath(scope), query: v}, &list); err != nil {
-		return nil, err
-	}
-	return nonNil(list.Items), nil
+	items, _, err := getList[*gatehouse.Event](ctx, c, request{method: http.MethodGet, path: eventsPath(scope), query: v})
+	return items, err
 }
 
 // CountDevices counts scope's devices by "state", "connection" or
