@@ -22,35 +22,61 @@ import (
 // throughput of all goroutines together), p50-ns and p99-ns per-operation
 // latency for the parallel ones.
 func Bench(b *testing.B, newStore NewStore) {
-	b.Run("Create", func(b *testing.B) { benchCreate(b, lazyStore(b, newStore, 0)) })
-	b.Run("Get", func(b *testing.B) { benchGet(b, lazyStore(b, newStore, 10000)) })
-	b.Run("List", func(b *testing.B) { benchList(b, lazyStore(b, newStore, 10000)) })
-	b.Run("Transition", func(b *testing.B) { benchTransition(b, lazyStore(b, newStore, 10000), false) })
-	b.Run("TransitionParallel", func(b *testing.B) { benchTransition(b, lazyStore(b, newStore, 10000), true) })
-	b.Run("CreateCredential", func(b *testing.B) { benchCreateCredential(b, lazyStore(b, newStore, 0)) })
-	b.Run("ListCredentialsExpiring", func(b *testing.B) { benchListExpiring(b, lazyCredentialStore(b, newStore, 10000)) })
+	b.Run("Create", func(b *testing.B) { benchCreate(b, lazyStore(b, newStore, nil)) })
+	b.Run("Get", func(b *testing.B) { benchGet(b, lazyStore(b, newStore, withDevices(10000))) })
+	b.Run("List", func(b *testing.B) { benchList(b, lazyStore(b, newStore, withDevices(10000))) })
+	b.Run("Transition", func(b *testing.B) { benchTransition(b, lazyStore(b, newStore, withDevices(10000)), false) })
+	b.Run("TransitionParallel", func(b *testing.B) { benchTransition(b, lazyStore(b, newStore, withDevices(10000)), true) })
+	b.Run("CreateCredential", func(b *testing.B) { benchCreateCredential(b, lazyStore(b, newStore, nil)) })
+	b.Run("ListCredentialsExpiring", func(b *testing.B) { benchListExpiring(b, lazyStore(b, newStore, withCredentials(10000))) })
 }
 
 const benchScope = "bench"
 
-// lazyStore returns a function that makes the store on first use (with n
-// devices), on parent so that it outlives each b.N round.
-func lazyStore(parent *testing.B, newStore NewStore, n int) func() gatehouse.Store {
+// lazyStore returns a function that makes the store on first use, on
+// parent so that it outlives each b.N round, and fills it (fill may be nil).
+func lazyStore(parent *testing.B, newStore NewStore, fill func(testing.TB, gatehouse.Store)) func() gatehouse.Store {
 	var once sync.Once
 	var s gatehouse.Store
 	return func() gatehouse.Store {
 		once.Do(func() {
 			s = newStore(parent)
 			createScopes(parent, s, benchScope)
-			for i := 0; i < n; i += 500 {
-				batch := make([]*gatehouse.Device, 0, 500)
-				for j := i; j < i+500 && j < n; j++ {
-					batch = append(batch, benchDevice(fmt.Sprintf("dev-%06d", j), j))
-				}
-				createDevices(parent, s, batch...)
+			if fill != nil {
+				fill(parent, s)
 			}
 		})
 		return s
+	}
+}
+
+// inBatches calls create with records 0 to n-1, made by record, 500 at a
+// time.
+func inBatches[T any](n int, record func(i int) T, create func(batch ...T)) {
+	for i := 0; i < n; i += 500 {
+		batch := make([]T, 0, 500)
+		for j := i; j < i+500 && j < n; j++ {
+			batch = append(batch, record(j))
+		}
+		create(batch...)
+	}
+}
+
+// withDevices fills a bench store with n devices, dev-000000 on.
+func withDevices(n int) func(testing.TB, gatehouse.Store) {
+	return func(tb testing.TB, s gatehouse.Store) {
+		inBatches(n, func(i int) *gatehouse.Device { return benchDevice(fmt.Sprintf("dev-%06d", i), i) },
+			func(ds ...*gatehouse.Device) { createDevices(tb, s, ds...) })
+	}
+}
+
+// withCredentials fills a bench store with n credentials.
+func withCredentials(n int) func(testing.TB, gatehouse.Store) {
+	return func(tb testing.TB, s gatehouse.Store) {
+		// Serial-like IDs: ID order is not notAfter order.
+		inBatches(n, func(i int) *gatehouse.Credential {
+			return benchCredential(fmt.Sprintf("%016x", uint64(i)*0x9e3779b97f4a7c15), i)
+		}, func(cs ...*gatehouse.Credential) { createCredentials(tb, s, cs...) })
 	}
 }
 
@@ -97,18 +123,47 @@ func reportRate(b *testing.B, unit string) {
 
 var benchSeq atomic.Int64
 
+// benchParallel runs operations from parallel goroutines and reports
+// their rate (per second, as unit) and latency percentiles. goroutines is
+// how many in all (0: the testing default, GOMAXPROCS). next prepares an
+// operation, untimed, with the goroutine's own random source, and returns
+// the timed call; an error from one fails the benchmark and stops its
+// goroutine.
+func benchParallel(b *testing.B, goroutines int, unit string, next func(r *rand.Rand) func() error) {
+	var lat latencies
+	if goroutines > 0 {
+		b.SetParallelism(max(1, goroutines/maxProcs()))
+	}
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r := rand.New(rand.NewPCG(rand.Uint64(), 1))
+		var ds []time.Duration
+		for pb.Next() {
+			op := next(r)
+			start := time.Now()
+			err := op()
+			ds = append(ds, time.Since(start))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+		lat.add(ds)
+	})
+	reportRate(b, unit)
+	lat.report(b)
+}
+
+// benchWriters is how many goroutines the parallel write benchmarks run.
+const benchWriters = 64
+
 func benchCreate(b *testing.B, store func() gatehouse.Store) {
 	s := store()
 	ctx := context.Background()
-	var lat latencies
-	b.SetParallelism(max(1, 64/maxProcs()))
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		var ds []time.Duration
-		for pb.Next() {
-			i := int(benchSeq.Add(1))
-			d := benchDevice(fmt.Sprintf("new-%09d", i), i)
-			start := time.Now()
+	benchParallel(b, benchWriters, "creates/s", func(*rand.Rand) func() error {
+		i := int(benchSeq.Add(1))
+		d := benchDevice(fmt.Sprintf("new-%09d", i), i)
+		return func() error {
 			err := s.Update(ctx, func(tx gatehouse.Tx) error {
 				if err := tx.CreateDevice(d); err != nil {
 					return err
@@ -118,40 +173,26 @@ func benchCreate(b *testing.B, store func() gatehouse.Store) {
 					Actor: "token:bench", Subject: gatehouse.DeviceSubject(d.ID), Data: []byte(`{"state":"provisioned"}`),
 				})
 			})
-			ds = append(ds, time.Since(start))
 			if err != nil {
-				b.Errorf("create: %v", err)
-				return
+				return fmt.Errorf("create: %w", err)
 			}
+			return nil
 		}
-		lat.add(ds)
 	})
-	reportRate(b, "creates/s")
-	lat.report(b)
 }
 
 func benchGet(b *testing.B, store func() gatehouse.Store) {
 	s := store()
 	ctx := context.Background()
-	var lat latencies
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		r := rand.New(rand.NewPCG(rand.Uint64(), 1))
-		var ds []time.Duration
-		for pb.Next() {
-			id := fmt.Sprintf("dev-%06d", r.IntN(10000))
-			start := time.Now()
-			_, err := s.GetDevice(ctx, benchScope, id)
-			ds = append(ds, time.Since(start))
-			if err != nil {
-				b.Errorf("GetDevice(%s): %v", id, err)
-				return
+	benchParallel(b, 0, "gets/s", func(r *rand.Rand) func() error {
+		id := fmt.Sprintf("dev-%06d", r.IntN(10000))
+		return func() error {
+			if _, err := s.GetDevice(ctx, benchScope, id); err != nil {
+				return fmt.Errorf("GetDevice(%s): %w", id, err)
 			}
+			return nil
 		}
-		lat.add(ds)
 	})
-	reportRate(b, "gets/s")
-	lat.report(b)
 }
 
 func benchList(b *testing.B, store func() gatehouse.Store) {
@@ -213,7 +254,7 @@ func benchTransition(b *testing.B, store func() gatehouse.Store, parallel bool) 
 			}
 		}
 	} else {
-		b.SetParallelism(max(1, 64/maxProcs()))
+		b.SetParallelism(max(1, benchWriters/maxProcs()))
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				if err := transition(); err != nil {
@@ -237,41 +278,15 @@ func benchCredential(id string, i int) *gatehouse.Credential {
 	return c
 }
 
-// lazyCredentialStore is lazyStore with n credentials instead of devices.
-func lazyCredentialStore(parent *testing.B, newStore NewStore, n int) func() gatehouse.Store {
-	var once sync.Once
-	var s gatehouse.Store
-	return func() gatehouse.Store {
-		once.Do(func() {
-			s = newStore(parent)
-			createScopes(parent, s, benchScope)
-			for i := 0; i < n; i += 500 {
-				batch := make([]*gatehouse.Credential, 0, 500)
-				for j := i; j < i+500 && j < n; j++ {
-					// Serial-like IDs: ID order is not notAfter order.
-					batch = append(batch, benchCredential(fmt.Sprintf("%016x", uint64(j)*0x9e3779b97f4a7c15), j))
-				}
-				createCredentials(parent, s, batch...)
-			}
-		})
-		return s
-	}
-}
-
 // benchCreateCredential is issuing a certificate: the credential and its
 // event in one Update, from many goroutines at once.
 func benchCreateCredential(b *testing.B, store func() gatehouse.Store) {
 	s := store()
 	ctx := context.Background()
-	var lat latencies
-	b.SetParallelism(max(1, 64/maxProcs()))
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		var ds []time.Duration
-		for pb.Next() {
-			i := int(benchSeq.Add(1))
-			c := benchCredential(fmt.Sprintf("cred-%012d", i), i)
-			start := time.Now()
+	benchParallel(b, benchWriters, "creates/s", func(*rand.Rand) func() error {
+		i := int(benchSeq.Add(1))
+		c := benchCredential(fmt.Sprintf("cred-%012d", i), i)
+		return func() error {
 			err := s.Update(ctx, func(tx gatehouse.Tx) error {
 				if err := tx.CreateCredential(c); err != nil {
 					return err
@@ -281,16 +296,12 @@ func benchCreateCredential(b *testing.B, store func() gatehouse.Store) {
 					Actor: "token:bench", Subject: gatehouse.DeviceSubject(c.DeviceID), Data: []byte(`{"kind":"x509"}`),
 				})
 			})
-			ds = append(ds, time.Since(start))
 			if err != nil {
-				b.Errorf("create credential: %v", err)
-				return
+				return fmt.Errorf("create credential: %w", err)
 			}
+			return nil
 		}
-		lat.add(ds)
 	})
-	reportRate(b, "creates/s")
-	lat.report(b)
 }
 
 // benchListExpiring is the expiry sweeper's query: the active credentials
