@@ -6,6 +6,7 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/gatehouse-iot/gatehouse/ca"
+	"github.com/gatehouse-iot/gatehouse/pkcs7"
 	"github.com/gatehouse-iot/gatehouse/provision"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
@@ -94,7 +95,7 @@ func certsBody(cf message.MediaType, ders [][]byte) []byte {
 	if cf == cfPKIXCert {
 		return ders[0]
 	}
-	return certsOnly(ders)
+	return pkcs7.CertsOnly(ders)
 }
 
 // estEnroll answers sen and sren: a DER PKCS #10 request in, the issued

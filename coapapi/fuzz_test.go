@@ -64,28 +64,3 @@ func FuzzDecodeESTCSR(f *testing.F) {
 		}
 	})
 }
-
-func FuzzCertsOnly(f *testing.F) {
-	f.Add([]byte{0x30, 0x03, 0x02, 0x01, 0x01}, 2)
-	f.Fuzz(func(t *testing.T, cert []byte, n int) {
-		// Certificates are DER SEQUENCEs: wrap the input as one.
-		var c []byte
-		if len(cert) < 128 {
-			c = append([]byte{0x30, byte(len(cert))}, cert...)
-		} else {
-			return
-		}
-		n = n%4 + 1
-		if n < 1 {
-			n = 1
-		}
-		ders := make([][]byte, n)
-		for i := range ders {
-			ders[i] = c
-		}
-		got, ok := parseCertsOnly(certsOnly(ders))
-		if !ok || len(got) != n || !bytes.Equal(got[0], c) {
-			t.Fatalf("certsOnly round trip: %v %d", ok, len(got))
-		}
-	})
-}

@@ -2,10 +2,13 @@ package devicehttp
 
 import (
 	"bytes"
+	"encoding/base64"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/gatehouse-iot/gatehouse"
+	"github.com/gatehouse-iot/gatehouse/pkcs7"
 	"github.com/gatehouse-iot/gatehouse/provision"
 )
 
@@ -57,7 +60,7 @@ func estScope(r *http.Request) string {
 
 // writePKCS7 answers with a certs-only PKCS #7 of certs (DER), base64.
 func writePKCS7(w http.ResponseWriter, contentType string, certs [][]byte) {
-	body := base64Lines(certsOnly(certs))
+	body := base64Lines(pkcs7.CertsOnly(certs))
 	hdr := w.Header()
 	hdr.Set("Content-Type", contentType)
 	hdr.Set("Content-Transfer-Encoding", "base64")
@@ -170,4 +173,22 @@ func decodeESTBody(body []byte) ([]byte, error) {
 		return body, nil
 	}
 	return nil, gatehouse.Errorf(gatehouse.ECSRInvalid, "the body is not base64; send the base64 of a DER PKCS #10 request (openssl req -outform DER | base64)")
+}
+
+// base64Lines encodes der as base64 in lines of 76 characters, as MIME
+// (and so RFC 7030) writes it, but each ended by LF rather than CRLF: EST
+// clients accept both, and GNU base64 -d, which users pipe curl into,
+// refuses the CR.
+func base64Lines(der []byte) []byte {
+	s := base64.StdEncoding.EncodeToString(der)
+	var out strings.Builder
+	out.Grow(len(s) + len(s)/76 + 1)
+	for len(s) > 76 {
+		out.WriteString(s[:76])
+		out.WriteString("\n")
+		s = s[76:]
+	}
+	out.WriteString(s)
+	out.WriteString("\n")
+	return []byte(out.String())
 }

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
-	"encoding/asn1"
 	"encoding/base64"
-	"errors"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,37 +13,21 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
+	"github.com/gatehouse-iot/gatehouse/pkcs7"
 	"github.com/gatehouse-iot/gatehouse/registry"
-	"golang.org/x/crypto/cryptobyte"
-	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
-// parseCertsOnly is a strict reader of the degenerate SignedData that
-// certsOnly writes; the tests use it, and openssl in est.sh checks the
-// same bytes independently.
+// parseCertsOnly reads the certificates of what pkcs7.CertsOnly writes;
+// the tests use it, and openssl in est.sh checks the same bytes
+// independently.
 func parseCertsOnly(der []byte) ([]*x509.Certificate, error) {
-	in := cryptobyte.String(der)
-	var ci, content, sd, digestAlgs, encap, certs, signers cryptobyte.String
-	var oid, dataOID asn1.ObjectIdentifier
-	var version int64
-	if !in.ReadASN1(&ci, cbasn1.SEQUENCE) || !in.Empty() ||
-		!ci.ReadASN1ObjectIdentifier(&oid) || !oid.Equal(oidSignedData) ||
-		!ci.ReadASN1(&content, cbasn1.Tag(0).Constructed().ContextSpecific()) || !ci.Empty() ||
-		!content.ReadASN1(&sd, cbasn1.SEQUENCE) || !content.Empty() ||
-		!sd.ReadASN1Integer(&version) || version != 1 ||
-		!sd.ReadASN1(&digestAlgs, cbasn1.SET) || !digestAlgs.Empty() ||
-		!sd.ReadASN1(&encap, cbasn1.SEQUENCE) || !encap.ReadASN1ObjectIdentifier(&dataOID) || !dataOID.Equal(oidData) || !encap.Empty() ||
-		!sd.ReadASN1(&certs, cbasn1.Tag(0).Constructed().ContextSpecific()) ||
-		!sd.ReadASN1(&signers, cbasn1.SET) || !signers.Empty() || !sd.Empty() {
-		return nil, errors.New("not a certs-only SignedData")
+	ders, err := pkcs7.ParseCertsOnly(der)
+	if err != nil {
+		return nil, err
 	}
 	var out []*x509.Certificate
-	for !certs.Empty() {
-		var raw cryptobyte.String
-		if !certs.ReadASN1Element(&raw, cbasn1.SEQUENCE) {
-			return nil, errors.New("bad certificate element")
-		}
-		c, err := x509.ParseCertificate(raw)
+	for _, d := range ders {
+		c, err := x509.ParseCertificate(d)
 		if err != nil {
 			return nil, err
 		}
@@ -77,7 +59,7 @@ func TestPKCS7RoundTrip(t *testing.T) {
 		for _, c := range certs {
 			ders = append(ders, c.Raw)
 		}
-		got, err := parseCertsOnly(certsOnly(ders))
+		got, err := parseCertsOnly(pkcs7.CertsOnly(ders))
 		if err != nil {
 			t.Fatal(err)
 		}

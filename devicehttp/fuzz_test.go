@@ -74,14 +74,6 @@ func FuzzDecodeESTBody(f *testing.F) {
 	})
 }
 
-// FuzzCertsOnly: the PKCS #7 writer gives back what it was given.
-func FuzzCertsOnly(f *testing.F) {
-	f.Add([]byte{0x30, 0x00})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		_ = certsOnly([][]byte{b}) // must not panic, whatever the bytes
-	})
-}
-
 // FuzzNativeRegister sends arbitrary bodies, with a valid SAS token for
 // fuzz-1, through the native register route of the real stack: the answer
 // is a success or a 4xx (rate limits included), never a 5xx or a panic,
