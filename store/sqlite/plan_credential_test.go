@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -14,25 +13,6 @@ func credentialPlan(t *testing.T, s *Store, f gatehouse.CredentialFilter) string
 	t.Helper()
 	query, args := credentialQuery(f)
 	return explain(t, s, query, args...)
-}
-
-func explain(t *testing.T, s *Store, query string, args ...any) string {
-	t.Helper()
-	rows, err := s.readDB.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+query, args...)
-	if err != nil {
-		t.Fatalf("EXPLAIN: %v", err)
-	}
-	defer rows.Close()
-	var lines []string
-	for rows.Next() {
-		var id, parent, notused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, detail)
-	}
-	return strings.Join(lines, "\n")
 }
 
 // TestCredentialQueryPlan checks which index answers each credential query

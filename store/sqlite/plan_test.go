@@ -13,6 +13,12 @@ import (
 func queryPlan(t *testing.T, s *Store, f gatehouse.DeviceFilter) string {
 	t.Helper()
 	query, args := deviceQuery(f)
+	return explain(t, s, query, args...)
+}
+
+// explain returns the EXPLAIN QUERY PLAN of a query, one step per line.
+func explain(t *testing.T, s *Store, query string, args ...any) string {
+	t.Helper()
 	rows, err := s.readDB.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+query, args...)
 	if err != nil {
 		t.Fatalf("EXPLAIN: %v", err)
