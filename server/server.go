@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -178,6 +179,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := ca.WriteFileAtomic(filepath.Join(cfg.DataDir, CAFile), root.CertPEM(), 0o644); err != nil {
 		return nil, fmt.Errorf("write %s: %w", CAFile, err)
 	}
+	// A URL left by an earlier run must not pass for this one's.
+	if err := os.Remove(filepath.Join(cfg.DataDir, URLFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("remove the previous %s: %w", URLFile, err)
+	}
 	if s.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
@@ -186,9 +191,6 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("issue server certificate: %w", err)
 	}
 	s.url = nodeURL(s.ln.Addr())
-	if err := ca.WriteFileAtomic(filepath.Join(cfg.DataDir, URLFile), []byte(s.url+"\n"), 0o644); err != nil {
-		return nil, fmt.Errorf("write %s: %w", URLFile, err)
-	}
 	base, stop := context.WithCancel(context.Background())
 	s.stopBase = stop
 	popts := []provision.Option{provision.WithLogger(s.log), provision.WithClock(cfg.Now)}
@@ -249,6 +251,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		defer close(s.jobsDone)
 		s.registry.RunImportJobs(base)
 	}()
+	// DATA/url last: once it names this run's URL, every listener is up.
+	if err := ca.WriteFileAtomic(filepath.Join(cfg.DataDir, URLFile), []byte(s.url+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("write %s: %w", URLFile, err)
+	}
 	s.log.Info("gatehouse serving", "url", s.url, "addr", s.ln.Addr().String(), "data_dir", cfg.DataDir,
 		"database", databaseKind(cfg.Database), "ca_file", filepath.Join(cfg.DataDir, CAFile))
 	return s, nil
