@@ -44,9 +44,9 @@ type mqttMessage struct {
 }
 
 // dialMQTT connects to the MQTT listener over TLS (presenting cert, if
-// any), sends CONNECT and subscribes to filter. A refused CONNECT or
+// any), sends CONNECT as clientID and subscribes to filter. A refused CONNECT or
 // SUBSCRIBE is an *Error with the status its reason code stands for.
-func (c *Client) dialMQTT(ctx context.Context, username, password string, cert *tls.Certificate, filter string) (*mqttSession, error) {
+func (c *Client) dialMQTT(ctx context.Context, clientID, username, password string, cert *tls.Certificate, filter string) (*mqttSession, error) {
 	cctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
 	defer cancel()
 	dial := c.cfg.DialContext
@@ -85,7 +85,7 @@ func (c *Client) dialMQTT(ctx context.Context, username, password string, cert *
 		OnServerDisconnect: func(*paho.Disconnect) { gone.Do(func() { close(s.dead) }) },
 		OnClientError:      func(error) { gone.Do(func() { close(s.dead) }) },
 	})
-	cp := &paho.Connect{ClientID: c.cfg.RegistrationID, KeepAlive: 60, CleanStart: true,
+	cp := &paho.Connect{ClientID: clientID, KeepAlive: 60, CleanStart: true,
 		Username: username, UsernameFlag: username != ""}
 	if password != "" {
 		cp.Password, cp.PasswordFlag = []byte(password), true
@@ -253,7 +253,7 @@ func (c *Client) registerDPSMQTT(ctx context.Context, csrDER []byte) (*Identity,
 	}
 	username := c.cfg.Scope + "/registrations/" + c.cfg.RegistrationID + "/api-version=" + dpsMQTTAPIVersion +
 		"&ClientVersion=gatehouse-deviceclient"
-	s, err := c.dialMQTT(ctx, username, password, cr.FactoryCertificate, "$dps/registrations/res/#")
+	s, err := c.dialMQTT(ctx, c.cfg.RegistrationID, username, password, cr.FactoryCertificate, "$dps/registrations/res/#")
 	if err != nil {
 		return nil, err
 	}
@@ -356,7 +356,7 @@ func (c *Client) registerNativeMQTT(ctx context.Context, csrDER []byte) (*Identi
 	if cr.SymmetricKey != nil || cr.GroupKey != nil {
 		password = c.sas()
 	}
-	s, err := c.dialMQTT(ctx, c.cfg.Scope+"/"+c.cfg.RegistrationID, password, cr.FactoryCertificate, "gatehouse/provision/+/res")
+	s, err := c.dialMQTT(ctx, c.cfg.RegistrationID, c.cfg.Scope+"/"+c.cfg.RegistrationID, password, cr.FactoryCertificate, "gatehouse/provision/+/res")
 	if err != nil {
 		return nil, err
 	}

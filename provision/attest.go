@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/gatehouse-iot/gatehouse/attest"
@@ -104,30 +105,29 @@ func (s *Service) attestSAS(ctx context.Context, req Request) (*match, error) {
 			return &match{enrollment: e, kind: gatehouse.CredentialSymmetricKey, slot: slots[i]}, nil
 		}
 	}
-	groups, err := s.groupsOf(ctx, req.Scope, gatehouse.AttestSymmetricKey)
-	if err != nil {
-		return nil, err
-	}
-	if len(groups) == 0 {
-		return nil, errNoEnrollment
-	}
-	var lastErr error = errAttestation
-	for _, g := range groups {
-		if req.EnrollmentID != "" && g.ID != req.EnrollmentID {
-			continue
+	return s.matchGroups(ctx, req.Scope, gatehouse.AttestSymmetricKey, func(all []*gatehouse.Enrollment) (*match, error) {
+		groups := enabled(all)
+		if len(groups) == 0 {
+			return nil, errNoEnrollment
 		}
-		sec, err := s.enrollmentSecrets(g)
-		if err != nil {
-			return nil, err
-		}
-		keys := [][]byte{attest.DeriveDeviceKey(sec.PrimaryKey, req.RegistrationID), attest.DeriveDeviceKey(sec.SecondaryKey, req.RegistrationID)}
-		if i, err := attest.VerifySASWithKeys(sas, keys, now, s.maxSASLifetime); err == nil {
-			return &match{enrollment: g, kind: gatehouse.CredentialSymmetricKey, slot: slots[i]}, nil
-		} else {
+		var lastErr error = errAttestation
+		for _, g := range groups {
+			if req.EnrollmentID != "" && g.ID != req.EnrollmentID {
+				continue
+			}
+			sec, err := s.enrollmentSecrets(g)
+			if err != nil {
+				return nil, err
+			}
+			keys := [][]byte{attest.DeriveDeviceKey(sec.PrimaryKey, req.RegistrationID), attest.DeriveDeviceKey(sec.SecondaryKey, req.RegistrationID)}
+			i, err := attest.VerifySASWithKeys(sas, keys, now, s.maxSASLifetime)
+			if err == nil {
+				return &match{enrollment: g, kind: gatehouse.CredentialSymmetricKey, slot: slots[i]}, nil
+			}
 			lastErr = err
 		}
-	}
-	return nil, lastErr
+		return nil, lastErr
+	})
 }
 
 func (s *Service) attestToken(ctx context.Context, req Request) (*match, error) {
@@ -144,25 +144,26 @@ func (s *Service) attestToken(ctx context.Context, req Request) (*match, error) 
 		}
 		return &match{enrollment: e, consumeToken: true, kind: gatehouse.CredentialToken}, nil
 	}
-	groups, err := s.groupsOf(ctx, req.Scope, gatehouse.AttestToken)
-	if err != nil {
-		return nil, err
-	}
-	if len(groups) == 0 {
-		return nil, errNoEnrollment
-	}
-	for _, g := range groups {
-		if req.EnrollmentID != "" && g.ID != req.EnrollmentID {
-			continue
+	return s.matchGroups(ctx, req.Scope, gatehouse.AttestToken, func(all []*gatehouse.Enrollment) (*match, error) {
+		groups := enabled(all)
+		if len(groups) == 0 {
+			return nil, errNoEnrollment
 		}
-		if attest.TokenMatches(g.Attestation.TokenHash, req.Token) {
-			if g.Attestation.MaxUses > 0 && g.Attestation.Uses >= g.Attestation.MaxUses {
-				return nil, failed("token_used_up")
+		for _, g := range groups {
+			if req.EnrollmentID != "" && g.ID != req.EnrollmentID {
+				continue
 			}
-			return &match{enrollment: g, consumeToken: true, kind: gatehouse.CredentialToken}, nil
+			if attest.TokenMatches(g.Attestation.TokenHash, req.Token) {
+				// Uses may lag here (the list is cached); the commit
+				// counts against the stored ones.
+				if g.Attestation.MaxUses > 0 && g.Attestation.Uses >= g.Attestation.MaxUses {
+					return nil, failed("token_used_up")
+				}
+				return &match{enrollment: g, consumeToken: true, kind: gatehouse.CredentialToken}, nil
+			}
 		}
-	}
-	return nil, failed("bad_token")
+		return nil, failed("bad_token")
+	})
 }
 
 func (s *Service) attestX509(ctx context.Context, req Request) (*match, error) {
@@ -185,71 +186,101 @@ func (s *Service) attestX509(ctx context.Context, req Request) (*match, error) {
 		}
 		return &match{enrollment: e}, nil
 	}
-	groups, err := s.groupsOfAll(ctx, req.Scope, gatehouse.AttestX509)
-	if err != nil {
-		return nil, err
-	}
-	var best *gatehouse.Enrollment
-	bestDepth := 0
-	for _, g := range groups {
-		if !g.Attestation.Verified {
-			continue
+	return s.matchGroups(ctx, req.Scope, gatehouse.AttestX509, func(groups []*gatehouse.Enrollment) (*match, error) {
+		var best *gatehouse.Enrollment
+		bestDepth := 0
+		for _, g := range groups {
+			if !g.Attestation.Verified {
+				continue
+			}
+			anchor, err := parseCertPEM(g.Attestation.Certificate)
+			if err != nil {
+				continue
+			}
+			depth, err := attest.VerifyChain(leaf, rest, anchor, now)
+			if err != nil {
+				continue
+			}
+			if best == nil || depth < bestDepth {
+				best, bestDepth = g, depth
+			}
 		}
-		anchor, err := parseCertPEM(g.Attestation.Certificate)
-		if err != nil {
-			continue
+		if best == nil {
+			if len(groups) == 0 {
+				return nil, errNoEnrollment
+			}
+			return nil, failed("untrusted_chain")
 		}
-		depth, err := attest.VerifyChain(leaf, rest, anchor, now)
-		if err != nil {
-			continue
-		}
-		if best == nil || depth < bestDepth {
-			best, bestDepth = g, depth
-		}
-	}
-	if best == nil {
-		if len(groups) == 0 {
-			return nil, errNoEnrollment
-		}
-		return nil, failed("untrusted_chain")
-	}
-	// The most specific enrollment wins, and a disabled one blocks: the
-	// caller's CheckEnrollment refuses it.
-	return &match{enrollment: best}, nil
+		// The most specific enrollment wins, and a disabled one blocks: the
+		// caller's CheckEnrollment refuses it.
+		return &match{enrollment: best}, nil
+	})
 }
 
-// groupsOf returns the scope's enabled groups of an attestation type.
-func (s *Service) groupsOf(ctx context.Context, scope string, typ gatehouse.AttestationType) ([]*gatehouse.Enrollment, error) {
-	all, err := s.groupsOfAll(ctx, scope, typ)
-	if err != nil {
-		return nil, err
-	}
+// enabled returns the enabled groups among all.
+func enabled(all []*gatehouse.Enrollment) []*gatehouse.Enrollment {
 	var out []*gatehouse.Enrollment
 	for _, g := range all {
 		if g.Enabled {
 			out = append(out, g)
 		}
 	}
-	return out, nil
+	return out
+}
+
+// matchGroups runs try on all the scope's groups of an attestation type,
+// disabled ones included, as cached. When none matches (an attestation
+// failure, or no enrollment) and the list was read groupRefreshAfter ago
+// or more, it reads the list again and tries once more: a group created or
+// changed moments ago, on this node or another, is found at once, while a
+// flood of bad credentials costs at most one read of the list per
+// groupRefreshAfter and scope.
+func (s *Service) matchGroups(ctx context.Context, scope string, typ gatehouse.AttestationType, try func([]*gatehouse.Enrollment) (*match, error)) (*match, error) {
+	groups, at, err := s.groupsOfAll(ctx, scope, typ, groupCacheTTL)
+	if err != nil {
+		return nil, err
+	}
+	m, err := try(groups)
+	switch gatehouse.ErrorCode(err) {
+	case gatehouse.EAttestationFailed, gatehouse.EEnrollmentNotFound:
+	default:
+		return m, err
+	}
+	if age := s.now().Sub(at); age >= 0 && age < groupRefreshAfter {
+		return m, err
+	}
+	if groups, _, err = s.groupsOfAll(ctx, scope, typ, groupRefreshAfter); err != nil {
+		return nil, err
+	}
+	return try(groups)
+}
+
+// groupsOf returns the scope's enabled groups of an attestation type, as
+// cached.
+func (s *Service) groupsOf(ctx context.Context, scope string, typ gatehouse.AttestationType) ([]*gatehouse.Enrollment, error) {
+	all, _, err := s.groupsOfAll(ctx, scope, typ, groupCacheTTL)
+	return enabled(all), err
 }
 
 // groupsOfAll returns all the scope's groups of an attestation type,
-// disabled ones included, from a cache refreshed every groupCacheTTL.
-func (s *Service) groupsOfAll(ctx context.Context, scope string, typ gatehouse.AttestationType) ([]*gatehouse.Enrollment, error) {
+// disabled ones included, and when they were read: from the cache if that
+// read is younger than maxAge and this node changed no enrollment since.
+func (s *Service) groupsOfAll(ctx context.Context, scope string, typ gatehouse.AttestationType, maxAge time.Duration) ([]*gatehouse.Enrollment, time.Time, error) {
 	key := scope + "/" + string(typ)
 	now := s.now()
+	changes := s.reg.EnrollmentChanges()
 	s.mu.Lock()
 	c, ok := s.groups[key]
 	s.mu.Unlock()
-	if ok && now.Sub(c.at) < groupCacheTTL && now.Sub(c.at) >= 0 {
-		return c.groups, nil
+	if ok && c.changes == changes && now.Sub(c.at) < maxAge && now.Sub(c.at) >= 0 {
+		return c.groups, c.at, nil
 	}
 	var all []*gatehouse.Enrollment
 	after := ""
 	for {
 		batch, err := s.store.ListEnrollments(ctx, gatehouse.EnrollmentFilter{Scope: scope, Type: gatehouse.EnrollmentGroup, Attestation: typ, After: after, Limit: 1000})
 		if err != nil {
-			return nil, err
+			return nil, time.Time{}, err
 		}
 		all = append(all, batch...)
 		if len(batch) < 1000 || len(all) >= 10_000 {
@@ -261,9 +292,9 @@ func (s *Service) groupsOfAll(ctx context.Context, scope string, typ gatehouse.A
 	if len(s.groups) > 10_000 {
 		clear(s.groups)
 	}
-	s.groups[key] = cachedGroups{at: now, groups: all}
+	s.groups[key] = cachedGroups{at: now, changes: changes, groups: all}
 	s.mu.Unlock()
-	return all, nil
+	return all, now, nil
 }
 
 // enrollmentSecrets returns an enrollment's unsealed secrets, cached by etag.

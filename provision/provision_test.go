@@ -38,6 +38,9 @@ type fixture struct {
 	reg   *registry.Service
 	prov  *provision.Service
 	admin *gatehouse.Principal
+	// newRegistry makes another registry on the same database: another
+	// node's.
+	newRegistry func() *registry.Service
 }
 
 func newFixture(t testing.TB, opts ...provision.Option) *fixture {
@@ -61,7 +64,8 @@ func newFixture(t testing.TB, opts ...provision.Option) *fixture {
 	}
 	g, _ := reg.CreateGlobalAdminToken(ctx, "admin")
 	admin, _ := reg.Authenticate(ctx, g.Secret)
-	return &fixture{ctx: ctx, st: st, reg: reg, admin: admin, prov: provision.New(st, reg, opts...)}
+	return &fixture{ctx: ctx, st: st, reg: reg, admin: admin, prov: provision.New(st, reg, opts...),
+		newRegistry: func() *registry.Service { return registry.New(st, registry.WithCA(root, kr)) }}
 }
 
 func (f *fixture) enroll(t testing.TB, body string) *gatehouse.Enrollment {
@@ -589,5 +593,42 @@ func TestRevokeKeyCredential(t *testing.T) {
 	}
 	if _, err := f.prov.AuthenticateDeviceSAS(f.ctx, "default", "k-2", deviceSAS("k-2")); err != nil {
 		t.Errorf("sibling device refused: %v", err)
+	}
+}
+
+// TestNewGroupSeenAtOnce: the attestation's cache of groups never hides a
+// group created on this node, and a group created on another node (here a
+// second registry on the same database) is found by the first registration
+// that misses once the cached list is groupRefreshAfter (100 ms) old.
+func TestNewGroupSeenAtOnce(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	step := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	f := newFixture(t, provision.WithClock(clock))
+	register := func(g *gatehouse.Enrollment, regID string) error {
+		_, err := f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: regID, SAS: sasFor(t, g.Attestation.PrimaryKey, regID, true)})
+		return err
+	}
+	a := f.enroll(t, `{"id":"line-a","type":"group","attestation":{"type":"symmetric_key"}}`)
+	if err := register(a, "a-1"); err != nil {
+		t.Fatal(err) // the groups are cached from here
+	}
+	b := f.enroll(t, `{"id":"line-b","type":"group","attestation":{"type":"symmetric_key"}}`)
+	if err := register(b, "b-1"); err != nil {
+		t.Errorf("a group created on this node, at once: %v", err)
+	}
+
+	other := f.newRegistry()
+	e, err := other.CreateEnrollment(f.ctx, f.admin, "default", registry.EnrollmentCreate{ID: "line-c", Type: gatehouse.EnrollmentGroup,
+		Attestation: gatehouse.Attestation{Type: gatehouse.AttestSymmetricKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	step(50 * time.Millisecond)
+	wantCode(t, register(e, "c-1"), gatehouse.EAttestationFailed) // the list read 50 ms ago is kept
+	step(60 * time.Millisecond)
+	if err := register(e, "c-1"); err != nil {
+		t.Errorf("a group created on another node, 110 ms after the list was read: %v", err)
 	}
 }

@@ -87,14 +87,22 @@ type cachedSecrets struct {
 }
 
 type cachedGroups struct {
-	at     time.Time
-	groups []*gatehouse.Enrollment
+	at      time.Time
+	changes uint64 // the registry's EnrollmentChanges when read
+	groups  []*gatehouse.Enrollment
 }
 
-// groupCacheTTL bounds how long a new or changed group can go unseen by
-// attestation on this node. Disabling is never late: the commit re-checks
-// the enrollment under its row lock.
+// groupCacheTTL bounds how long a group changed on another node can be
+// used as it was by attestation on this one (a change made on this node
+// empties the cache at once, and a new group is looked for on a miss: see
+// matchGroups). Disabling is never late: the commit counts the
+// registration only if the enrollment's etag is still the copy's, and
+// reads it again otherwise.
 const groupCacheTTL = time.Second
+
+// groupRefreshAfter is how old the cached groups must be for a failed
+// attestation to read them again.
+const groupRefreshAfter = 100 * time.Millisecond
 
 // Option configures a Service.
 type Option func(*Service)

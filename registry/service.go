@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
@@ -30,6 +32,9 @@ type Service struct {
 	verified verifyCache
 	// jobs runs import jobs; nil unless WithImportJobs.
 	jobs *jobRunner
+	// enrollmentChanges counts the transactions that changed enrollments
+	// (see EnrollmentChanges).
+	enrollmentChanges atomic.Uint64
 }
 
 // Option configures a Service.
@@ -65,15 +70,19 @@ func (s *Service) timestamp() time.Time { return s.now().UTC().Truncate(time.Mic
 // event streams of the scopes fn appended events to.
 func (s *Service) update(ctx context.Context, fn func(tx gatehouse.Tx, ev *eventLog) error) error {
 	var scopes []string
+	var enrollments bool
 	err := s.store.Update(ctx, func(tx gatehouse.Tx) error {
 		ev := &eventLog{tx: tx}
 		if err := fn(tx, ev); err != nil {
 			return err
 		}
-		scopes = ev.scopes
+		scopes, enrollments = ev.scopes, ev.enrollments
 		return nil
 	})
 	if err == nil {
+		if enrollments {
+			s.enrollmentChanges.Add(1)
+		}
 		for _, sc := range scopes {
 			s.hub.notify(sc)
 		}
@@ -81,10 +90,19 @@ func (s *Service) update(ctx context.Context, fn func(tx gatehouse.Tx, ev *event
 	return err
 }
 
-// eventLog appends events within a transaction and remembers their scopes.
+// EnrollmentChanges is a number that moves after every transaction this
+// node commits that creates, changes or deletes enrollments (their
+// enrollment.* and enrollments.* events say so; a registration's count
+// does not). Caches of enrollments compare it to drop what this node
+// changed at once.
+func (s *Service) EnrollmentChanges() uint64 { return s.enrollmentChanges.Load() }
+
+// eventLog appends events within a transaction and remembers their scopes,
+// and whether any was about enrollments.
 type eventLog struct {
-	tx     gatehouse.Tx
-	scopes []string
+	tx          gatehouse.Tx
+	scopes      []string
+	enrollments bool
 }
 
 func (l *eventLog) append(scope, typ, actor, subject string, t time.Time, data any) error {
@@ -97,6 +115,9 @@ func (l *eventLog) append(scope, typ, actor, subject string, t time.Time, data a
 		return fmt.Errorf("append %s event: %w", typ, err)
 	}
 	l.scopes = append(l.scopes, scope)
+	if strings.HasPrefix(typ, "enrollment") {
+		l.enrollments = true
+	}
 	return nil
 }
 

@@ -1,0 +1,95 @@
+package deviceclient_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse"
+	"github.com/gatehouse-iot/gatehouse/deviceclient"
+	"github.com/gatehouse-iot/gatehouse/registry"
+)
+
+// TestSessionReports provisions devices, connects them to the broker with
+// their operational certificate or (no certificate issued) a SAS token of
+// their derived key, reads the configuration the broker sends and reports
+// properties: the registry holds them and has seen the device.
+func TestSessionReports(t *testing.T) {
+	n := startNode(t)
+	ctx := context.Background()
+	for _, policy := range []gatehouse.CertificatePolicy{gatehouse.CertNone, gatehouse.CertRequired} {
+		t.Run(string(policy), func(t *testing.T) {
+			e := n.enroll(t, registry.EnrollmentCreate{ID: "sess-" + string(policy), Type: gatehouse.EnrollmentGroup,
+				Attestation:   gatehouse.Attestation{Type: gatehouse.AttestSymmetricKey},
+				Credentials:   gatehouse.CredentialPolicy{Certificate: policy},
+				InitialConfig: json.RawMessage(`{"interval":30}`)})
+			groupKey, _ := base64.StdEncoding.DecodeString(e.Attestation.PrimaryKey)
+			c, err := deviceclient.New(deviceclient.Config{ServerURL: n.srv.URL(), RegistrationID: "meter-" + string(policy),
+				EnrollmentID: e.ID, Credentials: deviceclient.Credentials{GroupKey: groupKey}, RootCAs: n.roots,
+				MQTTAddr: n.srv.MQTTAddr().String()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := c.Provision(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (id.CertificatePEM != "") != (policy == gatehouse.CertRequired) {
+				t.Fatalf("identity holds a certificate: %v, with policy %s", id.CertificatePEM != "", policy)
+			}
+			s, err := c.Connect(ctx, id)
+			if err != nil {
+				t.Fatalf("Connect: %v", err)
+			}
+			defer s.Close()
+			cfg, err := s.Config(ctx)
+			if err != nil || string(cfg) != `{"interval":30}` {
+				t.Fatalf("Config: %s, %v; want the enrollment's initial config", cfg, err)
+			}
+			if err := s.Report(ctx, map[string]any{"firmware": "1.4.2", "battery": 87}); err != nil {
+				t.Fatalf("Report: %v", err)
+			}
+			// Acknowledged means stored: read it back at once.
+			d, err := n.srv.Registry().GetDevice(ctx, n.p, "default", id.DeviceID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got map[string]any
+			if err := json.Unmarshal(d.Reported, &got); err != nil || got["firmware"] != "1.4.2" || got["battery"] != 87.0 {
+				t.Errorf("reported properties in the registry: %s (%v)", d.Reported, err)
+			}
+		})
+	}
+}
+
+// TestSessionRefusalIsNotRetried: a device an operator disabled is refused
+// at CONNECT, once, with a permanent error.
+func TestSessionRefusalIsNotRetried(t *testing.T) {
+	n := startNode(t)
+	ctx := context.Background()
+	groupKey := n.symmetricGroup(t, "line-2")
+	var retries atomic.Int32
+	c, err := deviceclient.New(deviceclient.Config{ServerURL: n.srv.URL(), RegistrationID: "pump-1",
+		Credentials: deviceclient.Credentials{GroupKey: groupKey}, RootCAs: n.roots, MQTTAddr: n.srv.MQTTAddr().String(),
+		Retry:   deviceclient.Retry{Attempts: 4, Initial: time.Millisecond},
+		OnRetry: func(error, time.Duration) { retries.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := c.Provision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.srv.Registry().SetState(ctx, n.p, "default", id.DeviceID, gatehouse.StateInactive, "test", ""); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Connect(ctx, id)
+	var de *deviceclient.Error
+	if !errors.As(err, &de) || de.Retryable() || retries.Load() != 0 {
+		t.Fatalf("Connect as a disabled device: %v (retries %d); want one permanent *Error", err, retries.Load())
+	}
+}
