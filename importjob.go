@@ -52,6 +52,11 @@ type ImportJob struct {
 	StartedAt  *time.Time
 	FinishedAt *time.Time
 	ExpiresAt  time.Time // the sweeper deletes the job after this
+	// HeartbeatAt is when Node last renewed its lease on the job (at
+	// creation, then periodically and with every batch it commits). An
+	// unfinished job whose heartbeat is older than the lease belongs to a
+	// node that stopped: any node's sweeper fails it.
+	HeartbeatAt time.Time
 }
 
 // ImportJobReject is a record an import job refused, kept with the job
@@ -77,7 +82,10 @@ type ImportJobFilter struct {
 	Unfinished bool
 	// ExpiresBefore selects jobs whose ExpiresAt is before it.
 	ExpiresBefore time.Time
-	Limit         int // <= 0 means 100
+	// HeartbeatBefore selects jobs whose HeartbeatAt is before it (with
+	// Unfinished: the jobs whose lease has lapsed).
+	HeartbeatBefore time.Time
+	Limit           int // <= 0 means 100
 }
 
 // ImportJobReader is the read side of import jobs, part of Reader.
@@ -100,8 +108,13 @@ type ImportJobTx interface {
 	GetImportJob(scope, id string) (*ImportJob, error)
 	// UpdateImportJob replaces a job's mutable fields (State, Rows, OK,
 	// Unchanged, Rejected, CancelRequested, ErrorCode, ErrorMessage,
-	// StartedAt, FinishedAt). ENotFound if it does not exist.
+	// StartedAt, FinishedAt, HeartbeatAt). ENotFound if it does not exist.
 	UpdateImportJob(j *ImportJob) error
+	// RenewImportJobs sets HeartbeatAt to at on the jobs of node named by
+	// ids that are still unfinished, in one statement, and returns the IDs
+	// it renewed (in no particular order). A job of ids missing from them
+	// has finished meanwhile, or was deleted: its runner must stop.
+	RenewImportJobs(node string, ids []string, at time.Time) ([]string, error)
 	// AddImportJobRejects stores refused records of a job.
 	AddImportJobRejects(scope, id string, rs []*ImportJobReject) error
 	// DeleteImportJob removes a job and its refused records (ENotFound if

@@ -5,24 +5,29 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/jackc/pgx/v5"
 )
 
 const importJobColumns = `scope, id, kind, mode, format, state, node, created_by, rows_done, ok, unchanged, rejected,
-	cancel_requested, error_code, error_message, created_at, started_at, finished_at, expires_at`
+	cancel_requested, error_code, error_message, created_at, started_at, finished_at, expires_at, heartbeat_at`
+
+// unfinishedJobs is the condition of unfinished jobs, as the partial index
+// import_jobs_lease_idx states it.
+const unfinishedJobs = `state IN ('queued', 'running')`
 
 func scanImportJob(row pgx.Row) (*gatehouse.ImportJob, error) {
 	var j gatehouse.ImportJob
 	var state string
 	if err := row.Scan(&j.Scope, &j.ID, &j.Kind, &j.Mode, &j.Format, &state, &j.Node, &j.CreatedBy, &j.Rows, &j.OK,
 		&j.Unchanged, &j.Rejected, &j.CancelRequested, &j.ErrorCode, &j.ErrorMessage, &j.CreatedAt, &j.StartedAt,
-		&j.FinishedAt, &j.ExpiresAt); err != nil {
+		&j.FinishedAt, &j.ExpiresAt, &j.HeartbeatAt); err != nil {
 		return nil, err
 	}
 	j.State = gatehouse.ImportJobState(state)
-	j.CreatedAt, j.ExpiresAt = j.CreatedAt.UTC(), j.ExpiresAt.UTC()
+	j.CreatedAt, j.ExpiresAt, j.HeartbeatAt = j.CreatedAt.UTC(), j.ExpiresAt.UTC(), j.HeartbeatAt.UTC()
 	if j.StartedAt != nil {
 		t := j.StartedAt.UTC()
 		j.StartedAt = &t
@@ -66,10 +71,15 @@ func (s *Store) ListImportJobs(ctx context.Context, f gatehouse.ImportJobFilter)
 		add(`node = $%d`, f.Node)
 	}
 	if f.Unfinished {
-		add(`state = ANY($%d)`, []string{string(gatehouse.JobQueued), string(gatehouse.JobRunning)})
+		// Literals, not a parameter: a generic plan uses the partial index
+		// import_jobs_lease_idx only for a WHERE that implies its own.
+		where = append(where, unfinishedJobs)
 	}
 	if !f.ExpiresBefore.IsZero() {
 		add(`expires_at < $%d`, f.ExpiresBefore)
+	}
+	if !f.HeartbeatBefore.IsZero() {
+		add(`heartbeat_at < $%d`, f.HeartbeatBefore)
 	}
 	q := `SELECT ` + importJobColumns + ` FROM import_jobs`
 	if len(where) > 0 {
@@ -103,11 +113,12 @@ func (s *Store) ListImportJobRejects(ctx context.Context, scope, id string, afte
 
 func (t *Tx) CreateImportJob(j *gatehouse.ImportJob) error {
 	tag, err := t.tx.Exec(t.ctx, `INSERT INTO import_jobs (`+importJobColumns+`)
-		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19
+		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20
 		WHERE EXISTS (SELECT 1 FROM scopes WHERE id = $1)
 		ON CONFLICT DO NOTHING`,
 		j.Scope, j.ID, j.Kind, j.Mode, j.Format, string(j.State), j.Node, j.CreatedBy, j.Rows, j.OK, j.Unchanged,
-		j.Rejected, j.CancelRequested, j.ErrorCode, j.ErrorMessage, j.CreatedAt, j.StartedAt, j.FinishedAt, j.ExpiresAt)
+		j.Rejected, j.CancelRequested, j.ErrorCode, j.ErrorMessage, j.CreatedAt, j.StartedAt, j.FinishedAt, j.ExpiresAt,
+		j.HeartbeatAt)
 	if err != nil {
 		return t.fail("create import job", err)
 	}
@@ -127,11 +138,32 @@ func (t *Tx) GetImportJob(scope, id string) (*gatehouse.ImportJob, error) {
 
 func (t *Tx) UpdateImportJob(j *gatehouse.ImportJob) error {
 	tag, err := t.tx.Exec(t.ctx, `UPDATE import_jobs SET state = $3, rows_done = $4, ok = $5, unchanged = $6,
-		rejected = $7, cancel_requested = $8, error_code = $9, error_message = $10, started_at = $11, finished_at = $12
+		rejected = $7, cancel_requested = $8, error_code = $9, error_message = $10, started_at = $11, finished_at = $12,
+		heartbeat_at = $13
 		WHERE scope = $1 AND id = $2`,
 		j.Scope, j.ID, string(j.State), j.Rows, j.OK, j.Unchanged, j.Rejected, j.CancelRequested, j.ErrorCode,
-		j.ErrorMessage, j.StartedAt, j.FinishedAt)
+		j.ErrorMessage, j.StartedAt, j.FinishedAt, j.HeartbeatAt)
 	return t.oneRow("update import job", tag, err, "import job", j.ID)
+}
+
+// RenewImportJobs implements gatehouse.Tx. Under READ COMMITTED the UPDATE
+// waits for a transaction holding a job's row (a batch, or a sweeper
+// failing the job) and then checks the state again, so a job failed by
+// another node is never renewed.
+func (t *Tx) RenewImportJobs(node string, ids []string, at time.Time) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := t.tx.Query(t.ctx, `UPDATE import_jobs SET heartbeat_at = $1
+		WHERE node = $2 AND id = ANY($3) AND `+unfinishedJobs+` RETURNING id`, at, node, ids)
+	if err != nil {
+		return nil, t.fail("renew import jobs", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, t.fail("renew import jobs", err)
+	}
+	return out, nil
 }
 
 func (t *Tx) AddImportJobRejects(scope, id string, rs []*gatehouse.ImportJobReject) error {

@@ -55,6 +55,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("QueryEvents", func(t *testing.T) { testQueryEvents(t, newStore(t)) })
 	t.Run("Counts", func(t *testing.T) { testCounts(t, newStore(t)) })
 	t.Run("ImportJobs", func(t *testing.T) { testImportJobs(t, newStore) })
+	t.Run("ImportJobLeases", func(t *testing.T) { testImportJobLeases(t, newStore) })
 }
 
 func testReady(t *testing.T, s gatehouse.Store) {
