@@ -44,11 +44,27 @@ const (
 	DefaultImportJobMaxUpload   = 1 << 30
 	DefaultImportJobTTL         = 7 * 24 * time.Hour
 	DefaultImportJobSweep       = time.Minute
+	DefaultImportJobHeartbeat   = 10 * time.Second
+	DefaultImportJobLease       = 2 * time.Minute
 )
 
 // ErrImportJobNodeRestarted is the message of a job whose node stopped
 // while it ran: its spool is unreadable now (the key was in memory only).
 const ErrImportJobNodeRestarted = "the node restarted; upload the file again — re-running is idempotent"
+
+// ImportJobLeaseExpired is the error code of a job that another node (or
+// its own, late) failed because the job's node stopped renewing its lease:
+// the node died for good, or lost the database for longer than the lease.
+// Only that node could read the job's spool, so nobody can finish the job.
+// It appears only as a job's error.code (and in its import.finished
+// event), never as the code of a request's error.
+const ImportJobLeaseExpired = "lease_expired"
+
+func leaseExpiredMessage(j *gatehouse.ImportJob, lease time.Duration) string {
+	return fmt.Sprintf("node %q stopped renewing the job's lease at %s and did not renew it within %s: it stopped, or lost the database. "+
+		"Only that node could read the uploaded file; the batches counted are committed. Upload the file again — re-running is idempotent",
+		j.Node, j.HeartbeatAt.Format(time.RFC3339), lease)
+}
 
 // ImportJobConfig configures the import jobs a node runs.
 type ImportJobConfig struct {
@@ -66,6 +82,15 @@ type ImportJobConfig struct {
 	TTL time.Duration
 	// SweepInterval is how often expired jobs are deleted (default 1 min).
 	SweepInterval time.Duration
+	// HeartbeatInterval is how often this node renews its lease on the
+	// jobs it runs, in one statement for all of them (default 10 s). The
+	// batches a job commits renew its lease too.
+	HeartbeatInterval time.Duration
+	// Lease is how old the heartbeat of an unfinished job may grow before
+	// this node fails the job, whichever node runs it (default 2 min; at
+	// least 3 heartbeat intervals). Every node sharing the database should
+	// have the same lease, and clocks that agree to well within it.
+	Lease time.Duration
 }
 
 // WithImportJobs enables import jobs on this node.
@@ -83,10 +108,19 @@ func WithImportJobs(cfg ImportJobConfig) Option {
 		if cfg.SweepInterval <= 0 {
 			cfg.SweepInterval = DefaultImportJobSweep
 		}
+		if cfg.HeartbeatInterval <= 0 {
+			cfg.HeartbeatInterval = DefaultImportJobHeartbeat
+		}
+		if cfg.Lease <= 0 {
+			cfg.Lease = DefaultImportJobLease
+		}
+		// A lease of fewer heartbeats would fail jobs whose node is
+		// merely slow for a moment.
+		cfg.Lease = max(cfg.Lease, 3*cfg.HeartbeatInterval)
 		if cfg.Node == "" {
 			cfg.Node = "node-" + randomHex(8)
 		}
-		s.jobs = &jobRunner{cfg: cfg, active: map[string]bool{}}
+		s.jobs = &jobRunner{cfg: cfg, active: map[string]bool{}, running: map[string]context.CancelFunc{}}
 	}
 }
 
@@ -96,7 +130,10 @@ type jobRunner struct {
 	mu     sync.Mutex
 	base   context.Context // set while RunImportJobs runs
 	active map[string]bool // jobs uploading or running here, by ID
-	wg     sync.WaitGroup
+	// running holds the jobs of active whose row is in the database, with
+	// what stops each: their leases are renewed.
+	running map[string]context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 func (r *jobRunner) spoolPath(id string) string { return filepath.Join(r.cfg.Dir, id+".spool") }
@@ -132,7 +169,10 @@ type ImportJobInfo struct {
 	ExpiresAt       time.Time                `json:"expiresAt"`
 	CreatedBy       string                   `json:"createdBy"`
 	Node            string                   `json:"node"`
-	Error           *ImportError             `json:"error,omitempty"`
+	// HeartbeatAt is when Node last renewed its lease on the job; shown
+	// while the job is unfinished.
+	HeartbeatAt *time.Time   `json:"heartbeatAt,omitempty"`
+	Error       *ImportError `json:"error,omitempty"`
 }
 
 func importJobInfo(j *gatehouse.ImportJob) *ImportJobInfo {
@@ -141,6 +181,10 @@ func importJobInfo(j *gatehouse.ImportJob) *ImportJobInfo {
 		Rows: j.Rows, OK: j.OK, Unchanged: j.Unchanged, Rejected: j.Rejected, CancelRequested: j.CancelRequested,
 		CreatedAt: j.CreatedAt, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, ExpiresAt: j.ExpiresAt,
 		CreatedBy: j.CreatedBy, Node: j.Node,
+	}
+	if !j.State.Finished() {
+		hb := j.HeartbeatAt
+		info.HeartbeatAt = &hb
 	}
 	if j.ErrorCode != "" {
 		info.Error = &ImportError{Code: j.ErrorCode, Message: j.ErrorMessage}
@@ -228,18 +272,23 @@ func (s *Service) CreateImportJob(ctx context.Context, p *gatehouse.Principal, s
 	j := &gatehouse.ImportJob{
 		Scope: scope, ID: id, Kind: req.Kind, Mode: string(req.Mode), Format: string(req.Format),
 		State: gatehouse.JobQueued, Node: r.cfg.Node, CreatedBy: p.Actor(), CreatedAt: now,
-		ExpiresAt: now.Add(r.cfg.TTL),
+		ExpiresAt: now.Add(r.cfg.TTL), HeartbeatAt: now,
 	}
 	if err := s.update(ctx, func(tx gatehouse.Tx, _ *eventLog) error { return tx.CreateImportJob(j) }); err != nil {
 		return nil, err
 	}
 	keep = true
+	jobCtx, stop := context.WithCancel(base)
+	r.mu.Lock()
+	r.running[id] = stop
+	r.mu.Unlock()
 	go func() {
 		defer r.wg.Done()
 		defer r.release(id)
+		defer stop()
 		defer os.Remove(r.spoolPath(id))
 		defer clear(key)
-		s.runImportJob(base, j, p, key)
+		s.runImportJob(jobCtx, j, p, key)
 	}()
 	return importJobInfo(j), nil
 }
@@ -263,6 +312,7 @@ func (r *jobRunner) reserve(id string) (context.Context, error) {
 func (r *jobRunner) release(id string) {
 	r.mu.Lock()
 	delete(r.active, id)
+	delete(r.running, id)
 	r.mu.Unlock()
 }
 
@@ -301,6 +351,11 @@ func (r *jobRunner) spool(id string, key []byte, body io.Reader) error {
 // errJobCanceled stops a job at its next batch; that batch rolls back.
 var errJobCanceled = gatehouse.Errorf(gatehouse.EConflict, "the import job was canceled")
 
+// errJobEnded stops a job that has ended meanwhile without its runner
+// (another node failed it when its lease lapsed); the batch that finds out
+// rolls back.
+var errJobEnded = gatehouse.Errorf(gatehouse.EConflict, "the import job has ended elsewhere")
+
 // runImportJob runs a spooled job to its end and records how it ended.
 func (s *Service) runImportJob(ctx context.Context, j *gatehouse.ImportJob, p *gatehouse.Principal, key []byte) {
 	started := false
@@ -309,11 +364,11 @@ func (s *Service) runImportJob(ctx context.Context, j *gatehouse.ImportJob, p *g
 		if err != nil {
 			return err
 		}
-		if cur.CancelRequested {
+		if cur.CancelRequested || cur.State.Finished() {
 			return nil
 		}
 		now := s.timestamp()
-		cur.State, cur.StartedAt, started = gatehouse.JobRunning, &now, true
+		cur.State, cur.StartedAt, cur.HeartbeatAt, started = gatehouse.JobRunning, &now, now, true
 		return tx.UpdateImportJob(cur)
 	})
 	if err != nil || !started {
@@ -385,16 +440,21 @@ func (s *Service) importFromSpool(ctx context.Context, j *gatehouse.ImportJob, p
 }
 
 // importJobHook counts a batch into its job, in the batch's transaction,
-// and stops the import if the job was canceled.
+// renews the job's lease with it, and stops the import if the job was
+// canceled or has ended without it (failed by another node's sweeper).
 func (s *Service) importJobHook(scope, id string) batchHook {
 	return func(tx gatehouse.Tx, _ *eventLog, results []ImportResult) error {
 		cur, err := tx.GetImportJob(scope, id)
 		if err != nil {
 			return err
 		}
+		if cur.State.Finished() {
+			return errJobEnded
+		}
 		if cur.CancelRequested {
 			return errJobCanceled
 		}
+		cur.HeartbeatAt = s.timestamp()
 		var rejects []*gatehouse.ImportJobReject
 		for _, r := range results {
 			cur.Rows++
@@ -659,9 +719,11 @@ func (s *Service) StartImportJobs(ctx context.Context) {
 
 // RunImportJobs runs this node's import jobs until ctx ends: first it marks
 // failed the jobs it was running before it restarted (their spools cannot
-// be read any more), then it accepts jobs and deletes expired ones. When
-// ctx ends, running jobs stop before their next batch and are marked
-// failed; RunImportJobs returns once they have.
+// be read any more), then it accepts jobs, renews its lease on those it
+// runs every HeartbeatInterval, fails any node's jobs whose lease has
+// lapsed, and deletes expired jobs. When ctx ends, running jobs stop before
+// their next batch and are marked failed; RunImportJobs returns once they
+// have.
 func (s *Service) RunImportJobs(ctx context.Context) {
 	r := s.jobs
 	if r == nil {
@@ -669,21 +731,125 @@ func (s *Service) RunImportJobs(ctx context.Context) {
 		return
 	}
 	s.StartImportJobs(ctx)
-	t := time.NewTicker(r.cfg.SweepInterval)
-	defer t.Stop()
+	sweep := time.NewTicker(r.cfg.SweepInterval)
+	defer sweep.Stop()
+	heartbeat := time.NewTicker(r.cfg.HeartbeatInterval)
+	defer heartbeat.Stop()
 	for {
 		if err := s.SweepImportJobs(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("import jobs: sweep", "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			// No job starts after this; wait for the running ones.
-			r.mu.Lock()
-			r.base = nil
-			r.mu.Unlock()
-			r.wg.Wait()
-			return
-		case <-t.C:
+	heartbeats:
+		for {
+			select {
+			case <-ctx.Done():
+				// No job starts after this; wait for the running ones.
+				r.mu.Lock()
+				r.base = nil
+				r.mu.Unlock()
+				r.wg.Wait()
+				return
+			case <-heartbeat.C:
+				if err := s.RenewImportJobLeases(ctx); err != nil && ctx.Err() == nil {
+					s.log.Error("import jobs: renew leases", "node", r.cfg.Node, "err", err)
+				}
+				// A lapsed lease is found within a heartbeat, not a sweep.
+				if err := s.failLapsedImportJobs(ctx); err != nil && ctx.Err() == nil {
+					s.log.Error("import jobs: fail jobs whose lease lapsed", "err", err)
+				}
+			case <-sweep.C:
+				break heartbeats
+			}
+		}
+	}
+}
+
+// RenewImportJobLeases renews this node's lease on the import jobs it runs,
+// in one statement for all of them, and stops those that have ended
+// meanwhile without it (another node failed them when their lease lapsed:
+// this node was cut off, or paused, for longer than the lease).
+// RunImportJobs calls it every HeartbeatInterval.
+func (s *Service) RenewImportJobLeases(ctx context.Context) error {
+	r, err := s.jobRunner()
+	if err != nil {
+		return err
+	}
+	// Only jobs whose row had committed before this snapshot: each of
+	// them is either renewed or has ended.
+	r.mu.Lock()
+	stops := make(map[string]context.CancelFunc, len(r.running))
+	ids := make([]string, 0, len(r.running))
+	for id, stop := range r.running {
+		stops[id] = stop
+		ids = append(ids, id)
+	}
+	r.mu.Unlock()
+	if len(ids) == 0 {
+		return nil
+	}
+	var renewed []string
+	err = s.update(ctx, func(tx gatehouse.Tx, _ *eventLog) error {
+		var err error
+		renewed, err = tx.RenewImportJobs(r.cfg.Node, ids, s.timestamp())
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, id := range renewed {
+		delete(stops, id)
+	}
+	for id, stop := range stops {
+		s.log.Warn("import job ended elsewhere (its lease had lapsed); stopping it", "node", r.cfg.Node, "job", id)
+		stop()
+	}
+	return nil
+}
+
+// failLapsedImportJobs fails the unfinished jobs, of any node, whose
+// heartbeat is older than the lease, each with its import.finished event.
+func (s *Service) failLapsedImportJobs(ctx context.Context) error {
+	r := s.jobs
+	now := s.timestamp()
+	cutoff := now.Add(-r.cfg.Lease)
+	before := ""
+	for {
+		js, err := s.store.ListImportJobs(ctx, gatehouse.ImportJobFilter{Unfinished: true, HeartbeatBefore: cutoff, Before: before, Limit: 100})
+		if err != nil {
+			return err
+		}
+		for _, j := range js {
+			before = j.ID
+			var failed *gatehouse.ImportJob
+			err := s.update(ctx, func(tx gatehouse.Tx, ev *eventLog) error {
+				failed = nil
+				cur, err := tx.GetImportJob(j.Scope, j.ID)
+				if gatehouse.ErrorCode(err) == gatehouse.ENotFound {
+					return nil
+				}
+				// Read again under the row's lock: its node may have
+				// renewed the lease, or finished the job, meanwhile.
+				if err != nil || cur.State.Finished() || !cur.HeartbeatAt.Before(cutoff) {
+					return err
+				}
+				cur.State, cur.FinishedAt = gatehouse.JobFailed, &now
+				cur.ErrorCode, cur.ErrorMessage = ImportJobLeaseExpired, leaseExpiredMessage(cur, r.cfg.Lease)
+				if err := tx.UpdateImportJob(cur); err != nil {
+					return err
+				}
+				failed = cur
+				return appendJobFinished(ev, cur, now)
+			})
+			if err != nil {
+				return err
+			}
+			if failed != nil {
+				s.log.Warn("import job failed: its node stopped renewing its lease", "scope", failed.Scope, "job", failed.ID,
+					"node", failed.Node, "heartbeat", failed.HeartbeatAt, "lease", r.cfg.Lease)
+			}
+		}
+		if len(js) < 100 {
+			return nil
 		}
 	}
 }
@@ -728,11 +894,15 @@ func (s *Service) recoverImportJobs(ctx context.Context) error {
 	return nil
 }
 
-// SweepImportJobs deletes expired jobs (of every scope, with their refused
+// SweepImportJobs fails the unfinished jobs (of any node) whose lease has
+// lapsed, and deletes expired jobs (of every scope, with their refused
 // records) and this node's result files older than the TTL.
 func (s *Service) SweepImportJobs(ctx context.Context) error {
 	r, err := s.jobRunner()
 	if err != nil {
+		return err
+	}
+	if err := s.failLapsedImportJobs(ctx); err != nil {
 		return err
 	}
 	now := s.timestamp()

@@ -345,7 +345,7 @@ func TestImportJobRestart(t *testing.T) {
 		// restarted node fails the job and deletes the spool.
 		crashed := &gatehouse.ImportJob{Scope: "default", ID: "ij-0000000000001-000000000000", Kind: "devices", Mode: "create",
 			Format: "csv", State: gatehouse.JobRunning, Node: "node-1", CreatedBy: "token:x", CreatedAt: time.Now().UTC().Truncate(time.Microsecond),
-			ExpiresAt: time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)}
+			ExpiresAt: time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond), HeartbeatAt: time.Now().UTC().Truncate(time.Microsecond)}
 		other := *crashed
 		other.ID, other.Node = "ij-0000000000002-000000000000", "node-2"
 		if err := st.Update(context.Background(), func(tx gatehouse.Tx) error {
