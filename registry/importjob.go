@@ -482,6 +482,11 @@ func (s *Service) importJobHook(scope, id string) batchHook {
 // It runs even when ctx has ended (the node is stopping).
 func (s *Service) finishImportJob(ctx context.Context, j *gatehouse.ImportJob, sum *ImportSummary, runErr error) {
 	stopping := ctx.Err() != nil
+	// No renewal from now on: a renewal that finds the job finished must
+	// be one that another node finished.
+	s.jobs.mu.Lock()
+	delete(s.jobs.running, j.ID)
+	s.jobs.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
 	if runErr != nil && gatehouse.ErrorCode(runErr) == gatehouse.EInternal {
@@ -799,9 +804,14 @@ func (s *Service) RenewImportJobLeases(ctx context.Context) error {
 	for _, id := range renewed {
 		delete(stops, id)
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for id, stop := range stops {
-		s.log.Warn("import job ended elsewhere (its lease had lapsed); stopping it", "node", r.cfg.Node, "job", id)
-		stop()
+		// Gone from running: the job finished here meanwhile.
+		if _, ok := r.running[id]; ok {
+			s.log.Warn("import job ended elsewhere (its lease had lapsed); stopping it", "node", r.cfg.Node, "job", id)
+			stop()
+		}
 	}
 	return nil
 }

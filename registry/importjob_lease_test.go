@@ -25,7 +25,7 @@ func newTestClock() *testClock {
 	return &testClock{t: time.Now().UTC().Truncate(time.Microsecond)}
 }
 
-func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *testClock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *testClock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 
 // mortalStore is a node's view of the database that can die: once dead,
