@@ -75,7 +75,8 @@ type Config struct {
 	// defaults of mqttapi.Limits.
 	MQTTLimits mqttapi.Limits
 	// ImportJobs bounds the background imports this node runs; zero
-	// members take the registry's defaults (2 at once, 1 GiB, 7 days).
+	// members take the registry's defaults (2 at once, 1 GiB, 7 days, a
+	// lease of 2 minutes).
 	ImportJobs ImportJobLimits
 }
 
@@ -84,6 +85,9 @@ type ImportJobLimits struct {
 	MaxConcurrent int
 	MaxUpload     int64
 	TTL           time.Duration
+	// Lease: how long a job's node may go without renewing it before any
+	// node fails the job (registry.ImportJobConfig.Lease).
+	Lease time.Duration
 }
 
 // RateLimits bounds device-facing requests, per node: per source address
@@ -163,7 +167,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	jobs := registry.ImportJobConfig{
 		Dir: filepath.Join(cfg.DataDir, ImportJobsDir), Node: node, MaxConcurrent: cfg.ImportJobs.MaxConcurrent,
-		MaxUpload: cfg.ImportJobs.MaxUpload, TTL: cfg.ImportJobs.TTL,
+		MaxUpload: cfg.ImportJobs.MaxUpload, TTL: cfg.ImportJobs.TTL, Lease: cfg.ImportJobs.Lease,
 	}
 	s.registry = registry.New(s.store, registry.WithLogger(s.log), registry.WithClock(cfg.Now), registry.WithCA(root, kr),
 		registry.WithImportJobs(jobs))

@@ -105,6 +105,9 @@ func printImportJob(w io.Writer, j *registry.ImportJobInfo) {
 		t.row("error", j.Error.Code+": "+j.Error.Message)
 	}
 	t.row("node", j.Node)
+	if j.HeartbeatAt != nil {
+		t.row("heartbeat", fmtTime(*j.HeartbeatAt)+" (the node's last renewal of its lease)")
+	}
 	t.row("expires", fmtTime(j.ExpiresAt))
 	t.flush()
 }

@@ -16,12 +16,14 @@ const (
 	envImportMaxJobs   = "GATEHOUSE_IMPORT_MAX_JOBS"
 	envImportMaxUpload = "GATEHOUSE_IMPORT_MAX_UPLOAD"
 	envImportJobTTL    = "GATEHOUSE_IMPORT_JOB_TTL"
+	envImportJobLease  = "GATEHOUSE_IMPORT_JOB_LEASE"
 )
 
 func addImportJobFlags(f *pflag.FlagSet) {
 	f.String("import-max-jobs", "2", "import jobs this node uploads or runs at once; beyond, 429 (env "+envImportMaxJobs+")")
 	f.String("import-max-upload", "1GiB", "largest file an import job takes: bytes, or with KiB, MiB, GiB (env "+envImportMaxUpload+")")
 	f.String("import-job-ttl", "7d", "how long import jobs and their result files are kept (env "+envImportJobTTL+")")
+	f.String("import-job-lease", "2m", "how long a node may go without renewing a job it runs before any node fails the job (lease_expired); the same on every node (env "+envImportJobLease+")")
 }
 
 // importJobLimits reads the import job flags.
@@ -47,6 +49,14 @@ func importJobLimits(value func(flag, env string) string) (server.ImportJobLimit
 			return l, usagef("--import-job-ttl %q: want a duration of at least 1m, such as 7d or 36h", v)
 		}
 		l.TTL = time.Duration(d)
+	}
+	if v := value("import-job-lease", envImportJobLease); v != "" {
+		d, err := gatehouse.ParseDuration(v)
+		// At least 3 heartbeats (every 10 s), so that a busy node keeps its jobs.
+		if err != nil || time.Duration(d) < 30*time.Second {
+			return l, usagef("--import-job-lease %q: want a duration of at least 30s, such as 2m", v)
+		}
+		l.Lease = time.Duration(d)
 	}
 	return l, nil
 }

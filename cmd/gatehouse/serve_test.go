@@ -143,14 +143,15 @@ func TestServeImportJobConfig(t *testing.T) {
 		want server.ImportJobLimits
 		err  string
 	}{
-		{"defaults", nil, nil, server.ImportJobLimits{MaxConcurrent: 2, MaxUpload: 1 << 30, TTL: 7 * 24 * time.Hour}, ""},
-		{"flags", []string{"--import-max-jobs", "4", "--import-max-upload", "64MiB", "--import-job-ttl", "36h"}, nil,
-			server.ImportJobLimits{MaxConcurrent: 4, MaxUpload: 64 << 20, TTL: 36 * time.Hour}, ""},
-		{"env", nil, map[string]string{envImportMaxJobs: "1", envImportMaxUpload: "1000", envImportJobTTL: "1d"},
-			server.ImportJobLimits{MaxConcurrent: 1, MaxUpload: 1000, TTL: 24 * time.Hour}, ""},
+		{"defaults", nil, nil, server.ImportJobLimits{MaxConcurrent: 2, MaxUpload: 1 << 30, TTL: 7 * 24 * time.Hour, Lease: 2 * time.Minute}, ""},
+		{"flags", []string{"--import-max-jobs", "4", "--import-max-upload", "64MiB", "--import-job-ttl", "36h", "--import-job-lease", "5m"}, nil,
+			server.ImportJobLimits{MaxConcurrent: 4, MaxUpload: 64 << 20, TTL: 36 * time.Hour, Lease: 5 * time.Minute}, ""},
+		{"env", nil, map[string]string{envImportMaxJobs: "1", envImportMaxUpload: "1000", envImportJobTTL: "1d", envImportJobLease: "90s"},
+			server.ImportJobLimits{MaxConcurrent: 1, MaxUpload: 1000, TTL: 24 * time.Hour, Lease: 90 * time.Second}, ""},
 		{"bad jobs", []string{"--import-max-jobs", "0"}, nil, server.ImportJobLimits{}, "--import-max-jobs"},
 		{"bad size", []string{"--import-max-upload", "1TB"}, nil, server.ImportJobLimits{}, "--import-max-upload"},
 		{"bad ttl", []string{"--import-job-ttl", "1s"}, nil, server.ImportJobLimits{}, "--import-job-ttl"},
+		{"bad lease", []string{"--import-job-lease", "10s"}, nil, server.ImportJobLimits{}, "--import-job-lease"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s, err := serveConfig(serveFlags(t, tt.args...).Flags(), func(k string) string { return tt.env[k] })
