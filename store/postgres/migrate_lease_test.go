@@ -40,12 +40,7 @@ func TestMigrationImportJobLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	conn := connect(t, dsn)
-	for _, q := range []string{`DROP INDEX import_jobs_lease_idx`, `ALTER TABLE import_jobs DROP COLUMN heartbeat_at`, `DELETE FROM schema_version WHERE version >= 8`} {
-		if _, err := conn.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	downgrade(t, dsn, 7)
 
 	before := time.Now().Add(-time.Second)
 	s = mustOpen(t, dsn)

@@ -38,11 +38,7 @@ func TestMigrationFilterIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Back to version 4.
-	for _, q := range []string{`ALTER TABLE enrollments DROP COLUMN registrations`, `ALTER TABLE enrollments DROP COLUMN uses`, `DROP INDEX events_type`, `DROP INDEX credentials_active_expiry`, `DROP TABLE import_job_rejects`, `DROP TABLE import_jobs`, `UPDATE schema_version SET version = 4`} {
-		if _, err := s.w.conn.ExecContext(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	downgrade(t, s, 4)
 	s.Close()
 
 	s, err = Open(path)

@@ -40,11 +40,7 @@ func TestMigrationImportJobLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Back to version 7.
-	for _, q := range []string{`DROP INDEX import_jobs_lease`, `ALTER TABLE import_jobs DROP COLUMN heartbeat_at`, `UPDATE schema_version SET version = 7`} {
-		if _, err := s.w.conn.ExecContext(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	downgrade(t, s, 7)
 	s.Close()
 
 	before := time.Now().Add(-time.Second)
