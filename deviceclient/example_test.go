@@ -60,6 +60,39 @@ func ExampleClient_RenewIfDue() {
 	}
 }
 
+// Once provisioned, a device connects to the broker with its certificate,
+// applies the configuration it is sent and reports its properties.
+func ExampleClient_Connect() {
+	c, err := deviceclient.New(deviceclient.Config{
+		ServerURL:      "https://gatehouse.example.com:8443",
+		RegistrationID: "meter-9",
+		Credentials:    deviceclient.Credentials{BootstrapToken: os.Getenv("BOOTSTRAP_TOKEN")},
+		Store:          deviceclient.FileStore{Path: "/var/lib/meter/identity.json"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	id, err := c.Provision(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	s, err := c.Connect(ctx, id)
+	if err != nil {
+		log.Fatal(err) // a refusal here (a revoked certificate) is not retried
+	}
+	defer s.Close()
+	config, err := s.Config(ctx) // sent at connect, then at each change
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("configuration: %s\n", config)
+	// Acknowledged once the registry has stored it.
+	if err := s.Report(ctx, map[string]any{"firmware": "2.1.0", "uptimeHours": 12}); err != nil {
+		log.Print(err)
+	}
+}
+
 // A device tries MQTT first, then HTTPS, then CoAP: a transport failure
 // (nothing listening, a timeout, 5xx) moves it on to the next protocol at
 // once; a refusal (a wrong key, a disabled enrollment) stops it. The

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -42,6 +43,7 @@ type simOptions struct {
 	dropRate    float64
 	delay       time.Duration
 	renew       bool
+	report      bool
 	scope       string
 	seed        uint64
 }
@@ -85,7 +87,11 @@ SDK's retry and backoff paths run as on a flaky network.
 
 --rate R starts devices at R per second (arrival rate); without it, devices
 start as fast as --concurrency allows. --renew renews each device's
-certificate once after it has provisioned.
+certificate once after it has provisioned. Then (unless --report=false)
+each device connects to the MQTT broker with its certificate, as a device
+in the field would, waits for the configuration the broker sends, reports
+its properties and disconnects; the registry is checked afterwards to hold
+every device's report.
 
 A progress line is drawn on stderr when it is a terminal, plain lines
 otherwise. Exit status 1 when any device failed.`,
@@ -109,6 +115,7 @@ otherwise. Exit status 1 when any device failed.`,
 	f.Float64Var(&o.dropRate, "drop-rate", 0, "probability that a connection is dropped (0 to 1)")
 	f.DurationVar(&o.delay, "delay", 0, "latency added before each connection and each write")
 	f.BoolVar(&o.renew, "renew", false, "renew each device's certificate once after provisioning")
+	f.BoolVar(&o.report, "report", true, "once provisioned, connect over MQTT, wait for the configuration and report properties")
 	f.StringVar(&o.scope, "scope", gatehouse.DefaultScope, "scope to provision into")
 	f.Uint64Var(&o.seed, "seed", 0, "seed of the fault injection (0: random)")
 	return cmd
@@ -205,8 +212,12 @@ type simTarget struct {
 	token        string
 	mqttAddr     string // empty: the SDK's default
 	coapAddr     string
-	inProcess    bool
-	close        func()
+	// sessionAddr is the MQTT listener devices connect to once provisioned
+	// (--report): the server's own, even when --mqtt-addr points the
+	// provisioning elsewhere; empty: the SDK's default.
+	sessionAddr string
+	inProcess   bool
+	close       func()
 	// admin lists the fleet's devices back from the registry afterwards.
 	admin *adminclient.Client
 }
@@ -228,13 +239,19 @@ type simResult struct {
 	Retries     int64          `json:"retries"`
 	RetryCodes  map[string]int `json:"retry_codes"` // what the retried failures were
 	Renewed     int            `json:"renewed"`
-	Dropped     int64          `json:"dropped_connections"`
-	Connections int64          `json:"connections"`
-	P50         float64        `json:"p50_ms"`
-	P95         float64        `json:"p95_ms"`
-	P99         float64        `json:"p99_ms"`
-	Max         float64        `json:"max_ms"`
-	Fallbacks   int64          `json:"fallbacks"`
+	// Reported counts the devices that connected over MQTT once
+	// provisioned, received their configuration and reported their
+	// properties (--report); ReportedInRegistry, those whose properties
+	// the registry holds afterwards.
+	Reported           int     `json:"reported"`
+	ReportedInRegistry int     `json:"reported_in_registry"`
+	Dropped            int64   `json:"dropped_connections"`
+	Connections        int64   `json:"connections"`
+	P50                float64 `json:"p50_ms"`
+	P95                float64 `json:"p95_ms"`
+	P99                float64 `json:"p99_ms"`
+	Max                float64 `json:"max_ms"`
+	Fallbacks          int64   `json:"fallbacks"`
 	// Registered is how many devices the registry holds for the fleet's
 	// enrollment afterwards; Duplicates counts what should be unique and is
 	// not: a device ID or certificate serial two simulated devices were
@@ -281,7 +298,8 @@ func (a *app) sim(ctx context.Context, o simOptions) error {
 	res := simResult{Devices: o.devices, Protocol: o.protocols, Attestation: o.attestation, Concurrency: o.concurrency,
 		DropRate: o.dropRate, DelayMS: ms(o.delay), InProcess: t.inProcess, Seconds: round(elapsed.Seconds(), 3),
 		Succeeded: len(fleet.lat), Failures: fleet.codes, Retries: fleet.retries.Load(), Renewed: int(fleet.renewed.Load()),
-		Dropped: fleet.faults.dropped.Load(), Connections: fleet.faults.dialed.Load(), Fallbacks: fleet.fallbacks.Load(),
+		Reported: int(fleet.reported.Load()),
+		Dropped:  fleet.faults.dropped.Load(), Connections: fleet.faults.dialed.Load(), Fallbacks: fleet.fallbacks.Load(),
 		RetryCodes: fleet.retryCodes,
 		ByProtocol: map[string]simProtocolResult{}}
 	for p, l := range fleet.byProto {
@@ -291,7 +309,7 @@ func (a *app) sim(ctx context.Context, o simOptions) error {
 	for _, n := range fleet.codes {
 		res.Failed += n
 	}
-	if res.Registered, res.Duplicates, err = fleet.checkRegistry(ctx); err != nil {
+	if res.Registered, res.Duplicates, res.ReportedInRegistry, err = fleet.checkRegistry(ctx); err != nil {
 		return fmt.Errorf("list the fleet's devices: %w", err)
 	}
 	res.Rate = round(float64(res.Succeeded)/elapsed.Seconds(), 1)
@@ -308,7 +326,7 @@ func (a *app) sim(ctx context.Context, o simOptions) error {
 	} else {
 		a.printSim(res)
 	}
-	if res.Failed > 0 || res.Duplicates > 0 {
+	if res.Failed > 0 || res.Duplicates > 0 || o.report && res.ReportedInRegistry != res.Succeeded {
 		return exitStatus(1)
 	}
 	return nil
@@ -318,21 +336,35 @@ func (a *app) sim(ctx context.Context, o simOptions) error {
 // serials the devices were given more than once, and devices the registry
 // holds for the fleet's enrollment beyond one per device that succeeded
 // (retries after dropped answers must not make a second device). It returns
-// how many devices the registry holds for the enrollment.
-func (f *simFleet) checkRegistry(ctx context.Context) (registered, duplicates int, err error) {
+// how many devices the registry holds for the enrollment, and how many of
+// them hold the report their simulated device made (--report) and have been
+// seen.
+func (f *simFleet) checkRegistry(ctx context.Context) (registered, duplicates, reported int, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	ids, duplicates := givenDuplicates(f.given)
 	for d, err := range f.t.admin.Devices(ctx, f.o.scope, adminclient.ListOptions{Enrollment: f.t.enrollmentID, Limit: 1000}) {
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		registered++
 		if !ids[d.ID] {
 			duplicates++ // a device no simulated device was told of
 		}
+		var r simReport
+		if json.Unmarshal(d.Reported, &r) == nil && r.Sim.Device == d.ID && d.Connection.LastSeen != nil {
+			reported++
+		}
 	}
-	return registered, duplicates, nil
+	return registered, duplicates, reported, nil
+}
+
+// simReport is the reported properties a simulated device sends.
+type simReport struct {
+	Sim struct {
+		Device   string `json:"device"`
+		Firmware string `json:"firmware"`
+	} `json:"sim"`
 }
 
 func (a *app) printSim(r simResult) {
@@ -366,6 +398,9 @@ func (a *app) printSim(r simResult) {
 	}
 	if r.Renewed > 0 {
 		fmt.Fprintf(w, "renewed   %d\n", r.Renewed)
+	}
+	if r.Reported > 0 || r.ReportedInRegistry > 0 {
+		fmt.Fprintf(w, "reported  %d devices connected and reported; the registry holds %d reports\n", r.Reported, r.ReportedInRegistry)
 	}
 	fmt.Fprintf(w, "registry  %d devices for the fleet's enrollment, %d duplicates\n", r.Registered, r.Duplicates)
 	if r.Failed == 0 {
@@ -410,7 +445,7 @@ func simTargetOf(e *gatehouse.Enrollment) (*simTarget, error) {
 func simLocalTarget(ctx context.Context, o simOptions) (*simTarget, error) {
 	req := simEnrollment(o)
 	ls, err := startLocalServer(ctx, "gatehouse-sim-", o.scope, &req, func(c *server.Config) {
-		if simUses(o, deviceclient.DPSMQTT, deviceclient.NativeMQTT) {
+		if o.report || simUses(o, deviceclient.DPSMQTT, deviceclient.NativeMQTT) {
 			// The whole fleet comes from one address: the broker's
 			// per-source connection limit (50/s) would be all a run
 			// measured.
@@ -436,7 +471,7 @@ func simLocalTarget(ctx context.Context, o simOptions) (*simTarget, error) {
 	}
 	t.close = func() { t.admin.Close(); ls.close() }
 	if a := ls.srv.MQTTAddr(); a != nil {
-		t.mqttAddr = a.String()
+		t.mqttAddr, t.sessionAddr = a.String(), a.String()
 	}
 	if a := ls.srv.CoAPSAddr(); a != nil {
 		t.coapAddr = a.String()
@@ -493,7 +528,7 @@ func (a *app) simRemoteTarget(ctx context.Context, o simOptions) (*simTarget, er
 		}
 	}
 	t.url, t.close = strings.TrimRight(c.server, "/"), func() { cl.Close() }
-	t.mqttAddr, t.coapAddr = o.mqttAddr, o.coapAddr
+	t.mqttAddr, t.coapAddr, t.sessionAddr = o.mqttAddr, o.coapAddr, o.mqttAddr
 	return t, nil
 }
 
@@ -509,6 +544,7 @@ type simFleet struct {
 	failed    atomic.Int64
 	retries   atomic.Int64
 	renewed   atomic.Int64
+	reported  atomic.Int64
 	fallbacks atomic.Int64
 
 	mu         sync.Mutex
@@ -597,8 +633,9 @@ func (f *simFleet) run(ctx context.Context) time.Duration {
 	return time.Since(start)
 }
 
-// device provisions one simulated device (and renews it with --renew):
-// a client of its own, its own key, a new TLS connection per request. It
+// device provisions one simulated device, renews it (--renew), then
+// connects and reports (--report): a client of its own, its own key, a new
+// TLS connection per request. It
 // returns the provisioning's latency, the protocol that carried it and
 // what the device was given, or the failure's code.
 func (f *simFleet) device(ctx context.Context, regID string, plan []deviceclient.Protocol) (time.Duration, deviceclient.Protocol, simIdentity, string) {
@@ -617,12 +654,7 @@ func (f *simFleet) device(ctx context.Context, regID string, plan []deviceclient
 		Retry:            deviceclient.Retry{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Attempts: 10},
 		DialContext:      f.faults.DialContext,
 		FreshConnections: true,
-		OnRetry: func(err error, _ time.Duration) {
-			f.retries.Add(1)
-			f.mu.Lock()
-			f.retryCodes[simFailureCode(err)]++
-			f.mu.Unlock()
-		},
+		OnRetry:          f.onRetry,
 	})
 	if err != nil {
 		return 0, "", simIdentity{}, "client_error"
@@ -642,8 +674,62 @@ func (f *simFleet) device(ctx context.Context, regID string, plan []deviceclient
 		}
 		given.serials = append(given.serials, certSerial(renewed.CertificatePEM))
 		f.renewed.Add(1)
+		id = renewed
+	}
+	if f.o.report {
+		if err := f.report(ctx, id); err != nil {
+			return 0, "", simIdentity{}, "report_" + simFailureCode(err)
+		}
+		f.reported.Add(1)
 	}
 	return d, id.Protocol, given, ""
+}
+
+// report connects the provisioned device to the broker as a device in the
+// field would, waits for the configuration the broker sends at connect and
+// reports the device's properties; a session lost on the way (an injected
+// drop) starts again.
+func (f *simFleet) report(ctx context.Context, id *deviceclient.Identity) error {
+	// A client of its own: sessions go to the server's broker even where
+	// --mqtt-addr points the provisioning elsewhere.
+	c, err := deviceclient.New(deviceclient.Config{ServerURL: f.t.url, Scope: f.o.scope, RegistrationID: id.RegistrationID,
+		Credentials: deviceclient.Credentials{GroupKey: f.t.groupKey, BootstrapToken: f.t.token}, RootCAs: f.t.roots,
+		MQTTAddr: f.t.sessionAddr, ConnectTimeout: 5 * time.Second, DialContext: f.faults.DialContext,
+		Retry:   deviceclient.Retry{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Attempts: 10},
+		OnRetry: f.onRetry})
+	if err != nil {
+		return err
+	}
+	var r simReport
+	r.Sim.Device, r.Sim.Firmware = id.DeviceID, "1.0.0"
+	for attempt := 1; ; attempt++ {
+		err := f.session(ctx, c, id, r)
+		if err == nil || !deviceclient.IsRetryable(err) || attempt == 10 {
+			return err
+		}
+		f.onRetry(err, 0)
+	}
+}
+
+// session runs one MQTT session: connect, configuration, report.
+func (f *simFleet) session(ctx context.Context, c *deviceclient.Client, id *deviceclient.Identity, r simReport) error {
+	s, err := c.Connect(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if _, err := s.Config(ctx); err != nil {
+		return err
+	}
+	return s.Report(ctx, r)
+}
+
+// onRetry counts a retry and its cause.
+func (f *simFleet) onRetry(err error, _ time.Duration) {
+	f.retries.Add(1)
+	f.mu.Lock()
+	f.retryCodes[simFailureCode(err)]++
+	f.mu.Unlock()
 }
 
 // certSerial is a PEM certificate's serial in hexadecimal, or the PEM

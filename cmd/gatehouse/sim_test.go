@@ -8,7 +8,8 @@ import (
 )
 
 // TestSim runs a fleet against an in-process server with dropped
-// connections: every device must still provision, through retries.
+// connections: every device must still provision, connect and report,
+// through retries.
 func TestSim(t *testing.T) {
 	args := []string{"sim", "--devices", "200", "--drop-rate", "0.1", "-c", "32", "--seed", "7"}
 	t.Run("json", func(t *testing.T) {
@@ -26,6 +27,9 @@ func TestSim(t *testing.T) {
 		if got.Registered != 200 || got.Duplicates != 0 {
 			t.Errorf("registry: got %d devices, %d duplicates; want 200 and 0", got.Registered, got.Duplicates)
 		}
+		if got.Reported != 200 || got.ReportedInRegistry != 200 {
+			t.Errorf("reports: %d devices reported, the registry holds %d; want 200 and 200", got.Reported, got.ReportedInRegistry)
+		}
 		if got.Retries == 0 || got.Dropped == 0 {
 			t.Errorf("got %d retries, %d dropped connections; want both > 0", got.Retries, got.Dropped)
 		}
@@ -41,7 +45,8 @@ func TestSim(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 		}
-		for _, want := range []string{"provisioned 200 of 200 devices", "latency   p50", "failures  none", "registry  200 devices for the fleet's enrollment, 0 duplicates"} {
+		for _, want := range []string{"provisioned 200 of 200 devices", "latency   p50", "failures  none", "registry  200 devices for the fleet's enrollment, 0 duplicates",
+			"reported  200 devices connected and reported; the registry holds 200 reports"} {
 			if !strings.Contains(r.stdout, want) {
 				t.Errorf("got %q, want it to contain %q", r.stdout, want)
 			}
