@@ -18,6 +18,8 @@ var undo = map[int][]string{
 	6: {`DROP TABLE import_job_rejects`, `DROP TABLE import_jobs`},
 	7: {`ALTER TABLE enrollments DROP COLUMN registrations, DROP COLUMN uses`},
 	8: {`DROP INDEX import_jobs_lease_idx`, `ALTER TABLE import_jobs DROP COLUMN heartbeat_at`},
+	9: {`DROP INDEX devices_last_seen_idx`, `CREATE INDEX devices_last_seen_idx ON devices (scope, last_seen, id)`,
+		`DROP INDEX credentials_active_expiry_idx`, `CREATE INDEX credentials_active_expiry_idx ON credentials (not_after, scope) WHERE status = 'active'`},
 }
 
 // downgrade takes the database at dsn back to version to, latest

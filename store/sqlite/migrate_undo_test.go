@@ -16,6 +16,8 @@ var undo = map[int][]string{
 	6: {`DROP TABLE import_job_rejects`, `DROP TABLE import_jobs`},
 	7: {`ALTER TABLE enrollments DROP COLUMN registrations`, `ALTER TABLE enrollments DROP COLUMN uses`},
 	8: {`DROP INDEX import_jobs_lease`, `ALTER TABLE import_jobs DROP COLUMN heartbeat_at`},
+	9: {`DROP INDEX devices_last_seen`, `CREATE INDEX devices_last_seen ON devices (scope, last_seen, id)`,
+		`DROP INDEX credentials_active_expiry`, `CREATE INDEX credentials_active_expiry ON credentials (not_after, scope) WHERE status = 'active'`},
 }
 
 // downgrade takes s's database back to version to, latest migration first.
