@@ -103,7 +103,7 @@ its total time, rate the run's, and ratio = rate / floor.`,
 	f.StringVar(&o.scope, "scope", gatehouse.DefaultScope, "scope to provision into")
 	f.IntVar(&o.floorCount, "floor-count", 0, "registrations' worth of crypto per floor measurement (default: devices, at most 3000)")
 	f.IntVar(&o.segments, "slices", 2, "the run is cut in this many slices, with a floor measurement before, between and after them")
-	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run (not the floor) to this file")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile to this file; the crypto floor's samples are labelled phase=floor (go tool pprof -tagignore phase=floor leaves them out)")
 	f.StringVar(&o.database, "database", "", "the in-process server's database: postgres://... (an empty database; default: SQLite in the temporary data directory)")
 	return cmd
 }
@@ -196,7 +196,11 @@ func (a *app) benchProvision(ctx context.Context, o benchOptions) error {
 	for i := range floorParts {
 		fn := floorN*(i+1)/floorParts - floorN*i/floorParts
 		c0 := processCPU()
-		d, err := fl.measure(ctx, o.concurrency, fn, !o.noCSR)
+		var d time.Duration
+		// Labelled, so that a profile can leave the floor out.
+		pprof.Do(ctx, pprof.Labels("phase", "floor"), func(ctx context.Context) {
+			d, err = fl.measure(ctx, o.concurrency, fn, !o.noCSR)
+		})
 		if err != nil {
 			return fmt.Errorf("crypto floor: %w", err)
 		}
