@@ -150,8 +150,9 @@ type EnrollmentUse struct {
 	// and Attestation.Uses.
 	Registrations, Uses int
 	// MaxRegistrations and MaxUses, if above 0, bound the counts after
-	// the addition. They are the settings' own limits, which the etag
-	// vouches for.
+	// the addition, each only when something is added to it (a count an
+	// operator's lower limit left above it does not block the rest). They
+	// are the settings' own limits, which the etag vouches for.
 	MaxRegistrations, MaxUses int
 }
 
@@ -161,9 +162,9 @@ func (u EnrollmentUse) Refused(etag string, registrations, uses int) error {
 	switch {
 	case etag != u.ETag:
 		return Errorf(EPreconditionFailed, "enrollment %q has changed since it was read (etag %q, not %q)", u.ID, etag, u.ETag)
-	case u.MaxRegistrations > 0 && registrations+u.Registrations > u.MaxRegistrations:
+	case u.Registrations > 0 && u.MaxRegistrations > 0 && registrations+u.Registrations > u.MaxRegistrations:
 		return Errorf(EQuotaExceeded, "enrollment %q admits no more devices (%d of %d)", u.ID, registrations, u.MaxRegistrations)
-	case u.MaxUses > 0 && uses+u.Uses > u.MaxUses:
+	case u.Uses > 0 && u.MaxUses > 0 && uses+u.Uses > u.MaxUses:
 		return Errorf(EQuotaExceeded, "the token of enrollment %q has been used %d of %d times", u.ID, uses, u.MaxUses)
 	}
 	// The row changed between the UPDATE and this look: impossible under

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
@@ -68,8 +70,9 @@ var errStaleEnrollment = errors.New("the enrollment changed since the attestatio
 // again never makes a second device; concurrent registrations of one ID
 // (on one node or several) converge on one device.
 func (s *Service) CommitProvision(ctx context.Context, c ProvisionCommit) (*ProvisionOutcome, error) {
+	attested := c.Enrollment // what the device's proof was checked against
 	for attempt := 0; ; attempt++ {
-		out, err := s.commitProvision(ctx, c)
+		out, err := s.commitProvision(ctx, c, attested)
 		if errors.Is(err, errStaleEnrollment) {
 			c.Enrollment = nil
 			continue
@@ -84,7 +87,7 @@ func (s *Service) CommitProvision(ctx context.Context, c ProvisionCommit) (*Prov
 	}
 }
 
-func (s *Service) commitProvision(ctx context.Context, c ProvisionCommit) (*ProvisionOutcome, error) {
+func (s *Service) commitProvision(ctx context.Context, c ProvisionCommit, attested *gatehouse.Enrollment) (*ProvisionOutcome, error) {
 	actor := "device:" + c.RegistrationID
 	out := &ProvisionOutcome{}
 	var cert *x509.Certificate
@@ -105,6 +108,11 @@ func (s *Service) commitProvision(ctx context.Context, c ProvisionCommit) (*Prov
 				return err
 			}
 			locked = true
+			if attested != nil && !s.sameCredentials(attested, e) {
+				// The device proved a key or token that may be gone: let
+				// it attest again against what the enrollment holds now.
+				return gatehouse.Errorf(gatehouse.EUnavailable, "the enrollment's credentials changed during this registration; retry")
+			}
 		}
 		if err := checkEnrollmentUse(e, c, now, false); err != nil {
 			return err
@@ -265,15 +273,44 @@ func checkEnrollmentUse(e *gatehouse.Enrollment, c ProvisionCommit, now time.Tim
 	return nil
 }
 
+// sameCredentials reports whether a and b, one enrollment read twice, take
+// the same proofs: the same attestation (uses aside) and symmetric keys.
+// (Other settings changes re-seal the secrets, so their sealed bytes may
+// differ while the keys do not.)
+func (s *Service) sameCredentials(a, b *gatehouse.Enrollment) bool {
+	if a.Scope != b.Scope || a.ID != b.ID {
+		return false
+	}
+	x, y := a.Attestation, b.Attestation
+	x.Uses, y.Uses = 0, 0
+	if !reflect.DeepEqual(x, y) {
+		return false
+	}
+	if bytes.Equal(a.SealedSecrets, b.SealedSecrets) {
+		return true
+	}
+	sa, err := s.EnrollmentSecrets(a)
+	if err != nil {
+		return false
+	}
+	sb, err := s.EnrollmentSecrets(b)
+	if err != nil {
+		return false
+	}
+	return bytes.Equal(sa.PrimaryKey, sb.PrimaryKey) && bytes.Equal(sa.SecondaryKey, sb.SecondaryKey)
+}
+
 // countEnrollmentUse counts the registration c on e, the copy of the
 // enrollment that decided it (locked: read in tx, under its lock). It is
 // the transaction's last write to the enrollment, and the only one: on
 // PostgreSQL, concurrent registrations of one enrollment wait for each
 // other from here to their commit only.
 func countEnrollmentUse(tx gatehouse.Tx, e *gatehouse.Enrollment, locked bool, c ProvisionCommit, now time.Time, newDevice bool) error {
-	u := gatehouse.EnrollmentUse{Scope: e.Scope, ID: e.ID, ETag: e.ETag, MaxRegistrations: e.MaxRegistrations}
+	u := gatehouse.EnrollmentUse{Scope: e.Scope, ID: e.ID, ETag: e.ETag}
 	if newDevice {
-		u.Registrations = 1
+		// Only a new device is held to the maximum: a device already
+		// counted registers again even after an operator lowered it.
+		u.Registrations, u.MaxRegistrations = 1, e.MaxRegistrations
 	}
 	if c.ConsumeToken {
 		u.Uses, u.MaxUses = 1, e.Attestation.MaxUses

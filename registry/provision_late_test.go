@@ -141,6 +141,31 @@ func TestProvisionWithStaleEnrollment(t *testing.T) {
 	})
 }
 
+// TestProvisionAfterKeyRotation: a registration whose enrollment's keys
+// were rotated between its attestation and its commit is not admitted on
+// the old proof: it is asked to retry (and attest again), and makes no
+// device.
+func TestProvisionAfterKeyRotation(t *testing.T) {
+	openStores(t, func(t *testing.T, st gatehouse.Store) {
+		ctx := context.Background()
+		reg, admin := provisionNode(t, st, 0)
+		snapshot, err := st.GetEnrollment(ctx, gatehouse.DefaultScope, "line")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.RotateEnrollmentKey(ctx, admin, gatehouse.DefaultScope, "line", "primary"); err != nil {
+			t.Fatal(err)
+		}
+		_, err = reg.CommitProvision(ctx, commitFor("dev-rotated", snapshot))
+		if code := gatehouse.ErrorCode(err); code != gatehouse.EUnavailable {
+			t.Errorf("registration attested before a key rotation: got %v, want %s", err, gatehouse.EUnavailable)
+		}
+		if _, err := st.GetDevice(ctx, gatehouse.DefaultScope, "dev-rotated"); gatehouse.ErrorCode(err) != gatehouse.ENotFound {
+			t.Errorf("the device is in the registry: %v", err)
+		}
+	})
+}
+
 // TestProvisionCountsNewDevicesOnly: registering a device again (an
 // idempotent repeat, a re-provisioning) does not count against the
 // enrollment's maximum; a new device does.
@@ -181,6 +206,28 @@ func TestProvisionCountsNewDevicesOnly(t *testing.T) {
 		_, err = reg.CommitProvision(ctx, commitFor("dev-third", nil))
 		if code := gatehouse.ErrorCode(err); code != gatehouse.EQuotaExceeded {
 			t.Errorf("a third device under a maximum of 2: got %v, want %s", err, gatehouse.EQuotaExceeded)
+		}
+
+		// An operator lowers the maximum below the count to stop new
+		// devices: the devices counted still register again.
+		one, migrate := 1, gatehouse.ReprovisionMigrate
+		if _, err := reg.PatchEnrollment(ctx, admin, gatehouse.DefaultScope, "line", registry.EnrollmentPatch{MaxRegistrations: &one, Reprovision: &migrate}, ""); err != nil {
+			t.Fatal(err)
+		}
+		for _, withSnapshot := range []bool{true, false} {
+			var snapshot *gatehouse.Enrollment
+			if withSnapshot {
+				if snapshot, err = st.GetEnrollment(ctx, gatehouse.DefaultScope, "line"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := reg.CommitProvision(ctx, commitFor("dev-second", snapshot)); err != nil {
+				t.Errorf("a counted device under a maximum lowered below the count (snapshot %v): %v", withSnapshot, err)
+			}
+		}
+		_, err = reg.CommitProvision(ctx, commitFor("dev-fourth", nil))
+		if code := gatehouse.ErrorCode(err); code != gatehouse.EQuotaExceeded {
+			t.Errorf("a new device over the lowered maximum: got %v, want %s", err, gatehouse.EQuotaExceeded)
 		}
 	})
 }

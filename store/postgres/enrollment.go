@@ -135,7 +135,7 @@ func (t *Tx) UpdateEnrollment(e *gatehouse.Enrollment, prevETag string) error {
 func (t *Tx) CountEnrollmentUse(u gatehouse.EnrollmentUse) error {
 	tag, err := t.tx.Exec(t.ctx, `UPDATE enrollments SET registrations = registrations + $4, uses = uses + $5
 		WHERE scope = $1 AND id = $2 AND etag = $3
-			AND ($6 <= 0 OR registrations + $4 <= $6) AND ($7 <= 0 OR uses + $5 <= $7)`,
+			AND ($4 = 0 OR $6 <= 0 OR registrations + $4 <= $6) AND ($5 = 0 OR $7 <= 0 OR uses + $5 <= $7)`,
 		u.Scope, u.ID, u.ETag, u.Registrations, u.Uses, u.MaxRegistrations, u.MaxUses)
 	if err != nil {
 		return t.fail("count enrollment use", err)

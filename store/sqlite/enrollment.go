@@ -144,7 +144,7 @@ func (t *tx) CountEnrollmentUse(u gatehouse.EnrollmentUse) error {
 	const op = "count enrollment use"
 	res, err := t.q().exec(bg, `UPDATE enrollments SET registrations = registrations + ?4, uses = uses + ?5
 		WHERE scope = ?1 AND id = ?2 AND etag = ?3
-			AND (?6 <= 0 OR registrations + ?4 <= ?6) AND (?7 <= 0 OR uses + ?5 <= ?7)`,
+			AND (?4 = 0 OR ?6 <= 0 OR registrations + ?4 <= ?6) AND (?5 = 0 OR ?7 <= 0 OR uses + ?5 <= ?7)`,
 		u.Scope, u.ID, u.ETag, u.Registrations, u.Uses, u.MaxRegistrations, u.MaxUses)
 	if err != nil {
 		return storeError(op, err, enrollmentName(u.Scope, u.ID), "")

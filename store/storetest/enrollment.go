@@ -423,6 +423,14 @@ func testEnrollments(t *testing.T, newStore NewStore) {
 		if err := count(again); err != nil {
 			t.Errorf("a registration of an existing device (nothing counted): %v", err)
 		}
+		// Counts an operator's lower limit left above it block only what
+		// adds to them.
+		over := gatehouse.EnrollmentUse{Scope: "acme", ID: "tok", ETag: "1", Uses: 1, MaxRegistrations: 1, MaxUses: 2}
+		wantCode(t, "a use of a token used up, with registrations over a lowered limit", count(over), gatehouse.EQuotaExceeded)
+		over.Uses, over.MaxUses = 0, 0
+		if err := count(over); err != nil {
+			t.Errorf("nothing added, registrations above a lowered limit: %v", err)
+		}
 		stale := again
 		stale.ETag = "0"
 		wantCode(t, "a count decided with other settings", count(stale), gatehouse.EPreconditionFailed)
