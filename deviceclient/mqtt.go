@@ -76,10 +76,7 @@ func (c *Client) dialMQTT(ctx context.Context, clientID, username, password stri
 		// rightly rejects as malformed (eclipse-paho/paho.golang#90).
 		Conn: packets.NewThreadSafeConn(conn),
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			select {
-			case s.msgs <- mqttMessage{pr.Packet.Topic, pr.Packet.Payload}:
-			default: // one request at a time: the device is not reading, so this is not its answer
-			}
+			s.deliver(mqttMessage{pr.Packet.Topic, pr.Packet.Payload})
 			return true, nil
 		}},
 		OnServerDisconnect: func(*paho.Disconnect) { gone.Do(func() { close(s.dead) }) },
@@ -114,6 +111,23 @@ func (c *Client) dialMQTT(ctx context.Context, clientID, username, password stri
 		return nil, transportError(ctx, s.cause(err))
 	}
 	return s, nil
+}
+
+// deliver queues m for next. When the queue is full the oldest message
+// goes: the newest is the one that counts (a device's latest
+// configuration; a provisioning exchange has one answer at a time).
+func (s *mqttSession) deliver(m mqttMessage) {
+	for {
+		select {
+		case s.msgs <- m:
+			return
+		default:
+		}
+		select {
+		case <-s.msgs:
+		default:
+		}
+	}
 }
 
 // live is ctx, also ended when the connection is lost: paho leaves a
@@ -162,6 +176,21 @@ func (s *mqttSession) publish(ctx context.Context, topic string, payload []byte)
 		return transportError(ctx, s.cause(err))
 	}
 	return nil
+}
+
+// queued returns the next message already received that match accepts,
+// without waiting; others on the way are dropped.
+func (s *mqttSession) queued(match func(topic string) bool) (mqttMessage, bool) {
+	for {
+		select {
+		case m := <-s.msgs:
+			if match(m.topic) {
+				return m, true
+			}
+		default:
+			return mqttMessage{}, false
+		}
+	}
 }
 
 // next returns the next message that match accepts, waiting at most

@@ -17,7 +17,6 @@ import (
 type Session struct {
 	s        *mqttSession
 	deviceID string
-	config   json.RawMessage // the last configuration received
 }
 
 // Connect opens an MQTT session as the device id names (what Provision
@@ -65,17 +64,26 @@ func (c *Client) Connect(ctx context.Context, id *Identity) (*Session, error) {
 
 func configTopic(deviceID string) string { return "devices/" + deviceID + "/config" }
 
-// Config returns the device's desired configuration: the next one the
-// broker sends (at connect, then at each change), or, if none comes
-// within ctx or the session's answer timeout, an error.
+// Config returns the device's desired configuration: the latest the
+// broker has sent (at connect, then at each change) that Config has not
+// returned yet, waiting for one if there is none, or, if none comes within
+// ctx or the session's answer timeout, an error. Versions sent while the
+// device was not reading are skipped: only the latest counts.
 func (s *Session) Config(ctx context.Context) (json.RawMessage, error) {
 	topic := configTopic(s.deviceID)
-	m, err := s.s.next(ctx, func(t string) bool { return t == topic })
+	isConfig := func(t string) bool { return t == topic }
+	m, err := s.s.next(ctx, isConfig)
 	if err != nil {
 		return nil, err
 	}
-	s.config = json.RawMessage(m.payload)
-	return s.config, nil
+	for {
+		newer, ok := s.s.queued(isConfig)
+		if !ok {
+			break
+		}
+		m = newer
+	}
+	return json.RawMessage(m.payload), nil
 }
 
 // Report sends a JSON merge patch of the device's reported properties

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -91,5 +92,57 @@ func TestSessionRefusalIsNotRetried(t *testing.T) {
 	var de *deviceclient.Error
 	if !errors.As(err, &de) || de.Retryable() || retries.Load() != 0 {
 		t.Fatalf("Connect as a disabled device: %v (retries %d); want one permanent *Error", err, retries.Load())
+	}
+}
+
+// TestSessionConfigLatest: configuration changes made while the device is
+// not reading reach it in order, and Config ends at the latest. (The
+// broker coalesces changes, so this does not overflow the session's queue;
+// TestMailboxKeepsNewest does.)
+func TestSessionConfigLatest(t *testing.T) {
+	n := startNode(t)
+	ctx := context.Background()
+	groupKey := n.symmetricGroup(t, "line-3")
+	c, err := deviceclient.New(deviceclient.Config{ServerURL: n.srv.URL(), RegistrationID: "valve-1",
+		Credentials: deviceclient.Credentials{GroupKey: groupKey}, RootCAs: n.roots, MQTTAddr: n.srv.MQTTAddr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := c.Provision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Connect(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const changes = 40
+	for v := 1; v <= changes; v++ {
+		patch := &gatehouse.DevicePatch{Config: json.RawMessage(fmt.Sprintf(`{"v":%d}`, v))}
+		if _, err := n.srv.Registry().PatchDevice(ctx, n.p, "default", id.DeviceID, patch, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := -1
+	deadline := time.Now().Add(20 * time.Second)
+	for last != changes && time.Now().Before(deadline) {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		cfg, err := s.Config(cctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("Config after %d: %v", last, err)
+		}
+		var got struct{ V int }
+		if err := json.Unmarshal(cfg, &got); err != nil {
+			t.Fatalf("config %s: %v", cfg, err)
+		}
+		if got.V < last {
+			t.Fatalf("Config went back from version %d to %d", last, got.V)
+		}
+		last = got.V
+	}
+	if last != changes {
+		t.Fatalf("the latest configuration never came: last %d, want %d", last, changes)
 	}
 }
