@@ -755,12 +755,10 @@ func (s *Service) RunImportJobs(ctx context.Context) {
 				r.wg.Wait()
 				return
 			case <-heartbeat.C:
-				if err := s.RenewImportJobLeases(ctx); err != nil && ctx.Err() == nil {
-					s.log.Error("import jobs: renew leases", "node", r.cfg.Node, "err", err)
-				}
-				// A lapsed lease is found within a heartbeat, not a sweep.
+				// Renews this node's leases, then fails lapsed ones: a
+				// lapsed lease is found within a heartbeat, not a sweep.
 				if err := s.failLapsedImportJobs(ctx); err != nil && ctx.Err() == nil {
-					s.log.Error("import jobs: fail jobs whose lease lapsed", "err", err)
+					s.log.Error("import jobs: renew leases, fail jobs whose lease lapsed", "node", r.cfg.Node, "err", err)
 				}
 			case <-sweep.C:
 				break heartbeats
@@ -818,8 +816,14 @@ func (s *Service) RenewImportJobLeases(ctx context.Context) error {
 
 // failLapsedImportJobs fails the unfinished jobs, of any node, whose
 // heartbeat is older than the lease, each with its import.finished event.
+// It renews this node's own leases first: a node back from a pause longer
+// than the lease (a suspended laptop, a stalled VM) keeps the jobs it is
+// still running instead of failing them itself.
 func (s *Service) failLapsedImportJobs(ctx context.Context) error {
 	r := s.jobs
+	if err := s.RenewImportJobLeases(ctx); err != nil {
+		return fmt.Errorf("renew leases: %w", err)
+	}
 	now := s.timestamp()
 	cutoff := now.Add(-r.cfg.Lease)
 	before := ""

@@ -248,3 +248,34 @@ func TestImportJobLeaseRenewed(t *testing.T) {
 		}
 	})
 }
+
+// TestImportJobLeaseAfterPause: a node whose own heartbeats stopped for
+// longer than the lease (the process was paused), and that sweeps before
+// it renews, keeps its running job: it renews its leases before it fails
+// lapsed ones.
+func TestImportJobLeaseAfterPause(t *testing.T) {
+	openStores(t, func(t *testing.T, st gatehouse.Store) {
+		ctx := context.Background()
+		const lease = 30 * time.Second
+		clock := newTestClock()
+		a := startJobNode(t, slowStore{st, 20 * time.Millisecond},
+			registry.ImportJobConfig{Node: "node-a", HeartbeatInterval: time.Hour, SweepInterval: time.Hour, Lease: lease}, registry.WithClock(clock.Now))
+		job := a.create(t, "default", "", registry.ImportCreate, registry.ImportCSV, deviceFile(200*registry.ImportBatchSize))
+		a.wait(t, "default", job.ID, "running", func(j *registry.ImportJobInfo) bool { return j.State == gatehouse.JobRunning })
+		clock.Set(clock.Now().Add(3 * lease))
+		if err := a.reg.SweepImportJobs(ctx); err != nil {
+			t.Fatal(err)
+		}
+		j, err := a.reg.GetImportJob(ctx, a.admin, "default", job.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.State != gatehouse.JobRunning {
+			t.Fatalf("the paused node's own job after its sweep: %s (error %+v), want running", j.State, j.Error)
+		}
+		if _, err := a.reg.CancelImportJob(ctx, a.admin, "default", job.ID); err != nil {
+			t.Fatal(err)
+		}
+		a.wait(t, "default", job.ID, "finished", finished)
+	})
+}
