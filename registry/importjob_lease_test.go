@@ -249,19 +249,48 @@ func TestImportJobLeaseRenewed(t *testing.T) {
 	})
 }
 
-// TestImportJobLeaseAfterPause: a node whose own heartbeats stopped for
-// longer than the lease (the process was paused), and that sweeps before
-// it renews, keeps its running job: it renews its leases before it fails
-// lapsed ones.
+// pausableStore holds back, while paused, every Update whose context does
+// not carry passKey: a node whose import job stalls (its process paused)
+// while the test's own calls go through.
+type pausableStore struct {
+	gatehouse.Store
+	paused  *atomic.Bool
+	waiting *atomic.Int32 // Updates held back now
+}
+
+type passKey struct{}
+
+func (s pausableStore) Update(ctx context.Context, fn func(tx gatehouse.Tx) error) error {
+	if s.paused.Load() && ctx.Value(passKey{}) == nil {
+		s.waiting.Add(1)
+		for s.paused.Load() {
+			time.Sleep(time.Millisecond)
+		}
+		s.waiting.Add(-1)
+	}
+	return s.Store.Update(ctx, fn)
+}
+
+// TestImportJobLeaseAfterPause: a node whose own job stalled for longer
+// than the lease (the process was paused), and that sweeps before it
+// renews, keeps its job: it renews its leases before it fails lapsed ones.
 func TestImportJobLeaseAfterPause(t *testing.T) {
 	openStores(t, func(t *testing.T, st gatehouse.Store) {
-		ctx := context.Background()
+		ctx := context.WithValue(context.Background(), passKey{}, true)
 		const lease = 30 * time.Second
 		clock := newTestClock()
-		a := startJobNode(t, slowStore{st, 20 * time.Millisecond},
-			registry.ImportJobConfig{Node: "node-a", HeartbeatInterval: time.Hour, SweepInterval: time.Hour, Lease: lease}, registry.WithClock(clock.Now))
+		var paused atomic.Bool
+		var waiting atomic.Int32
+		a := startJobNode(t, pausableStore{st, &paused, &waiting},
+			// The lease is at least 3 heartbeats; none ticks in this test.
+			registry.ImportJobConfig{Node: "node-a", HeartbeatInterval: lease / 3, SweepInterval: time.Hour, Lease: lease}, registry.WithClock(clock.Now))
 		job := a.create(t, "default", "", registry.ImportCreate, registry.ImportCSV, deviceFile(200*registry.ImportBatchSize))
 		a.wait(t, "default", job.ID, "running", func(j *registry.ImportJobInfo) bool { return j.State == gatehouse.JobRunning })
+		// Stall the job at its next batch, then let more than a lease pass.
+		paused.Store(true)
+		for waiting.Load() == 0 {
+			time.Sleep(time.Millisecond)
+		}
 		clock.Set(clock.Now().Add(3 * lease))
 		if err := a.reg.SweepImportJobs(ctx); err != nil {
 			t.Fatal(err)
@@ -271,9 +300,10 @@ func TestImportJobLeaseAfterPause(t *testing.T) {
 			t.Fatal(err)
 		}
 		if j.State != gatehouse.JobRunning {
-			t.Fatalf("the paused node's own job after its sweep: %s (error %+v), want running", j.State, j.Error)
+			t.Errorf("the paused node's own job after its sweep: %s (error %+v), want running", j.State, j.Error)
 		}
-		if _, err := a.reg.CancelImportJob(ctx, a.admin, "default", job.ID); err != nil {
+		paused.Store(false)
+		if _, err := a.reg.CancelImportJob(ctx, a.admin, "default", job.ID); err != nil && !j.State.Finished() {
 			t.Fatal(err)
 		}
 		a.wait(t, "default", job.ID, "finished", finished)
