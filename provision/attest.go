@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
@@ -232,9 +233,10 @@ func enabled(all []*gatehouse.Enrollment) []*gatehouse.Enrollment {
 // disabled ones included, as cached. When none matches (an attestation
 // failure, or no enrollment) and the list was read groupRefreshAfter ago
 // or more, it reads the list again and tries once more: a group created or
-// changed moments ago, on this node or another, is found at once, while a
-// flood of bad credentials costs at most one read of the list per
-// groupRefreshAfter and scope.
+// changed moments ago, on another node, is found at once (this node's own
+// changes empty the cache). A flood of bad credentials costs at most one
+// read of the list at a time and per groupRefreshAfter, per scope and
+// type: concurrent misses wait for the read in flight and use its list.
 func (s *Service) matchGroups(ctx context.Context, scope string, typ gatehouse.AttestationType, try func([]*gatehouse.Enrollment) (*match, error)) (*match, error) {
 	groups, at, err := s.groupsOfAll(ctx, scope, typ, groupCacheTTL)
 	if err != nil {
@@ -263,8 +265,9 @@ func (s *Service) groupsOf(ctx context.Context, scope string, typ gatehouse.Atte
 }
 
 // groupsOfAll returns all the scope's groups of an attestation type,
-// disabled ones included, and when they were read: from the cache if that
-// read is younger than maxAge and this node changed no enrollment since.
+// disabled ones included, and when they were read (when the read ended):
+// from the cache if that read is younger than maxAge and this node changed
+// no enrollment since.
 func (s *Service) groupsOfAll(ctx context.Context, scope string, typ gatehouse.AttestationType, maxAge time.Duration) ([]*gatehouse.Enrollment, time.Time, error) {
 	key := scope + "/" + string(typ)
 	now := s.now()
@@ -275,26 +278,54 @@ func (s *Service) groupsOfAll(ctx context.Context, scope string, typ gatehouse.A
 	if ok && c.changes == changes && now.Sub(c.at) < maxAge && now.Sub(c.at) >= 0 {
 		return c.groups, c.at, nil
 	}
+	// One read at a time per scope and type: callers that come while it
+	// runs wait for it and share its list, unless this node changed an
+	// enrollment since it began (they read again: the key holds changes).
+	type result struct {
+		groups []*gatehouse.Enrollment
+		read   time.Time
+	}
+	v, err, _ := s.refresh.Do(key+"/"+strconv.FormatUint(changes, 10), func() (any, error) {
+		// Shared by the callers waiting: not ended by one leaving.
+		all, err := s.listGroups(context.WithoutCancel(ctx), scope, typ)
+		if err != nil {
+			return nil, err
+		}
+		// Stamped when the read ended: one slower than groupRefreshAfter
+		// must not leave the list stale on arrival, and every miss
+		// re-reading.
+		read := s.now()
+		s.mu.Lock()
+		if len(s.groups) > 10_000 {
+			clear(s.groups)
+		}
+		s.groups[key] = cachedGroups{at: read, changes: changes, groups: all}
+		s.mu.Unlock()
+		return result{all, read}, nil
+	})
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	r := v.(result)
+	return r.groups, r.read, nil
+}
+
+// listGroups reads all the scope's groups of an attestation type (10,000
+// at most).
+func (s *Service) listGroups(ctx context.Context, scope string, typ gatehouse.AttestationType) ([]*gatehouse.Enrollment, error) {
 	var all []*gatehouse.Enrollment
 	after := ""
 	for {
 		batch, err := s.store.ListEnrollments(ctx, gatehouse.EnrollmentFilter{Scope: scope, Type: gatehouse.EnrollmentGroup, Attestation: typ, After: after, Limit: 1000})
 		if err != nil {
-			return nil, time.Time{}, err
+			return nil, err
 		}
 		all = append(all, batch...)
 		if len(batch) < 1000 || len(all) >= 10_000 {
-			break
+			return all, nil
 		}
 		after = batch[len(batch)-1].ID
 	}
-	s.mu.Lock()
-	if len(s.groups) > 10_000 {
-		clear(s.groups)
-	}
-	s.groups[key] = cachedGroups{at: now, changes: changes, groups: all}
-	s.mu.Unlock()
-	return all, now, nil
 }
 
 // enrollmentSecrets returns an enrollment's unsealed secrets, cached by etag.

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -630,5 +631,54 @@ func TestNewGroupSeenAtOnce(t *testing.T) {
 	step(60 * time.Millisecond)
 	if err := register(e, "c-1"); err != nil {
 		t.Errorf("a group created on another node, 110 ms after the list was read: %v", err)
+	}
+}
+
+// listCountingStore counts the reads of group lists, each made to take
+// 50 ms (a big scope on a busy database), so that misses overlap.
+type listCountingStore struct {
+	gatehouse.Store
+	lists atomic.Int32
+}
+
+func (s *listCountingStore) ListEnrollments(ctx context.Context, f gatehouse.EnrollmentFilter) ([]*gatehouse.Enrollment, error) {
+	if f.Type == gatehouse.EnrollmentGroup {
+		s.lists.Add(1)
+		time.Sleep(50 * time.Millisecond)
+	}
+	return s.Store.ListEnrollments(ctx, f)
+}
+
+// TestBadCredentialsReadGroupsOnce: many failed attestations at once, with
+// the cached groups old enough to re-read, read them once, not once each.
+func TestBadCredentialsReadGroupsOnce(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	f := newFixture(t)
+	counting := &listCountingStore{Store: f.st}
+	prov := provision.New(counting, f.reg, provision.WithClock(clock), provision.WithRateLimits(1e6, 1e6, 1e6, 1e6))
+	g := f.enroll(t, `{"id":"line-a","type":"group","attestation":{"type":"symmetric_key"}}`)
+	if _, err := prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: "a-1", SAS: sasFor(t, g.Attestation.PrimaryKey, "a-1", true)}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	now = now.Add(500 * time.Millisecond) // cached, but old enough for a miss to re-read
+	mu.Unlock()
+	before := counting.lists.Load()
+	var wg sync.WaitGroup
+	for i := range 32 {
+		wg.Go(func() {
+			regID := fmt.Sprintf("bad-%d", i)
+			forged := strings.Replace(sasFor(t, g.Attestation.PrimaryKey, "x-"+regID, true), "x-"+regID, regID, 1)
+			_, err := prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: regID, SAS: forged})
+			if gatehouse.ErrorCode(err) != gatehouse.EAttestationFailed {
+				t.Errorf("a forged SAS: %v, want %s", err, gatehouse.EAttestationFailed)
+			}
+		})
+	}
+	wg.Wait()
+	if n := counting.lists.Load() - before; n != 1 {
+		t.Errorf("32 failed attestations read the groups %d times, want once", n)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+
+	"golang.org/x/sync/singleflight"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
@@ -79,6 +81,9 @@ type Service struct {
 	mu      sync.Mutex
 	secrets map[string]cachedSecrets // scope/enrollment -> unsealed keys, by etag
 	groups  map[string]cachedGroups  // scope/attestation type -> enabled groups
+	// refresh joins concurrent reads of one scope's groups of one type
+	// into one.
+	refresh singleflight.Group
 }
 
 type cachedSecrets struct {
