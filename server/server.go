@@ -150,6 +150,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
+	// A URL left by an earlier run must not pass for this one's while
+	// this one starts.
+	if err := os.Remove(filepath.Join(cfg.DataDir, URLFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("remove the previous %s: %w", URLFile, err)
+	}
 	kr, err := loadKeyring(cfg)
 	if err != nil {
 		return nil, err
@@ -182,10 +187,6 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	if err := ca.WriteFileAtomic(filepath.Join(cfg.DataDir, CAFile), root.CertPEM(), 0o644); err != nil {
 		return nil, fmt.Errorf("write %s: %w", CAFile, err)
-	}
-	// A URL left by an earlier run must not pass for this one's.
-	if err := os.Remove(filepath.Join(cfg.DataDir, URLFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("remove the previous %s: %w", URLFile, err)
 	}
 	if s.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
@@ -320,6 +321,12 @@ func (s *Server) Close() error {
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
 		s.store = nil
+	}
+	// DATA/url names a server that is up: not this one any more (unless
+	// another run has written its own since).
+	path := filepath.Join(s.cfg.DataDir, URLFile)
+	if b, err := os.ReadFile(path); err == nil && s.url != "" && string(b) == s.url+"\n" {
+		os.Remove(path)
 	}
 	return errors.Join(errs...)
 }

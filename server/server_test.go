@@ -6,9 +6,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -198,5 +200,41 @@ func TestRestartPersistence(t *testing.T) {
 		if strings.Contains(n.logBuf.String()+n2.logBuf.String(), tok) {
 			t.Error("a token appears in the log")
 		}
+	}
+}
+
+// TestURLFileNamesARunningServer: DATA/url exists only while a server that
+// it names is up: a stale one is removed at start (also when the start
+// fails), the server's own at Close.
+func TestURLFileNamesARunningServer(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, server.URLFile)
+	if err := os.WriteFile(path, []byte("https://127.0.0.1:1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cfg := server.Config{DataDir: dir, HTTPAddr: busy.Addr().String(), Logger: slog.New(slog.DiscardHandler)}
+	if srv, err := server.Start(context.Background(), cfg); err == nil {
+		srv.Close()
+		t.Fatal("Start on a busy port succeeded")
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after a failed start, the previous run's %s: %v; want it removed", server.URLFile, err)
+	}
+	cfg.HTTPAddr = "127.0.0.1:0"
+	srv, err := server.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != srv.URL()+"\n" {
+		t.Errorf("while serving: %s holds %q (%v), want %q", server.URLFile, b, err, srv.URL())
+	}
+	srv.Close()
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after Close, %s: %v; want it removed", server.URLFile, err)
 	}
 }

@@ -91,7 +91,10 @@ certificate once after it has provisioned. Then (unless --report=false)
 each device connects to the MQTT broker with its certificate, as a device
 in the field would, waits for the configuration the broker sends, reports
 its properties and disconnects; the registry is checked afterwards to hold
-every device's report.
+every device's report. With --server, sessions go to --mqtt-addr, or the
+server's host at 8883, whose broker limits new connections per source
+address (default 50/s): a fleet simulated from one address beyond that
+is refused and retried, so lower --rate or use --report=false.
 
 A progress line is drawn on stderr when it is a terminal, plain lines
 otherwise. Exit status 1 when any device failed.`,
