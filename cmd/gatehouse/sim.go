@@ -12,6 +12,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"runtime/pprof"
 	"runtime"
 	"slices"
 	"strconv"
@@ -44,6 +45,7 @@ type simOptions struct {
 	delay       time.Duration
 	renew       bool
 	report      bool
+	cpuProfile  string
 	scope       string
 	seed        uint64
 }
@@ -118,6 +120,7 @@ otherwise. Exit status 1 when any device failed.`,
 	f.Float64Var(&o.dropRate, "drop-rate", 0, "probability that a connection is dropped (0 to 1)")
 	f.DurationVar(&o.delay, "delay", 0, "latency added before each connection and each write")
 	f.BoolVar(&o.renew, "renew", false, "renew each device's certificate once after provisioning")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the fleet's run (the in-process server is in it too) to this file")
 	f.BoolVar(&o.report, "report", true, "once provisioned, connect over MQTT, wait for the configuration and report properties")
 	f.StringVar(&o.scope, "scope", gatehouse.DefaultScope, "scope to provision into")
 	f.Uint64Var(&o.seed, "seed", 0, "seed of the fault injection (0: random)")
@@ -290,6 +293,17 @@ func (a *app) sim(ctx context.Context, o simOptions) error {
 	defer t.close()
 
 	fleet := newSimFleet(t, o)
+	if o.cpuProfile != "" {
+		pf, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	prog := newSimProgress(a.stderr, o.devices, fleet)
 	prog.start()
 	elapsed := fleet.run(ctx)
