@@ -112,8 +112,10 @@ type Config struct {
 	Payload        json.RawMessage // native, DPS: passed to the enrollment's webhooks
 
 	RootCAs *x509.CertPool // the server's CA (DATA/ca.pem); nil: the system's
-	Store   Store          // default: MemoryStore
-	Retry   Retry
+	// Store keeps the identity; default: a FileStore at
+	// DefaultStorePath(Scope, RegistrationID).
+	Store Store
+	Retry Retry
 	// DialContext opens connections; nil: net.Dialer. Set it to inject
 	// faults (dropped connections, latency) or to route through a proxy.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -185,7 +187,11 @@ func New(cfg Config) (*Client, error) {
 		cfg.ConnectTimeout = 15 * time.Second
 	}
 	if cfg.Store == nil {
-		cfg.Store = &MemoryStore{}
+		path, err := DefaultStorePath(cfg.Scope, cfg.RegistrationID)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Store = FileStore{Path: path}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

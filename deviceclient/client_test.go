@@ -260,3 +260,52 @@ func TestRenewAfterReset(t *testing.T) {
 		})
 	}
 }
+
+// TestDefaultStore: a client without a Store keeps the identity in a file
+// of its own under the state directory (mode 0600), and the next boot
+// reuses it; the scope and registration ID cannot leave that directory.
+func TestDefaultStore(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(deviceclient.StateDirEnv, dir)
+	n := startNode(t)
+	groupKey := n.symmetricGroup(t, "line-9")
+	cfg := deviceclient.Config{ServerURL: n.srv.URL(), RegistrationID: "meter/../x", Credentials: deviceclient.Credentials{GroupKey: groupKey}, RootCAs: n.roots}
+	path, err := deviceclient.DefaultStorePath("default", "meter/../x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Dir(filepath.Dir(path)) != dir {
+		t.Fatalf("DefaultStorePath = %s, want a file two levels under %s", path, dir)
+	}
+	if p, _ := deviceclient.DefaultStorePath("..", ".."); filepath.Dir(filepath.Dir(p)) != dir {
+		t.Errorf("DefaultStorePath(.., ..) = %s, outside %s", p, dir)
+	}
+	c, err := deviceclient.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Provision(context.Background())
+	// The registration ID is not a valid one: the server refuses it, and
+	// nothing is stored.
+	if err == nil {
+		t.Fatal("provisioned with an invalid registration ID")
+	}
+	cfg.RegistrationID = "meter-7"
+	if c, err = deviceclient.New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	id, err := c.Provision(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, _ = deviceclient.DefaultStorePath("default", "meter-7")
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("identity file %s: %v; want mode 0600", path, err)
+	}
+	c2, _ := deviceclient.New(cfg)
+	again, err := c2.Provision(context.Background())
+	if err != nil || again.CertificatePEM != id.CertificatePEM {
+		t.Fatalf("second boot: got a different identity (err %v)", err)
+	}
+}

@@ -19,8 +19,8 @@
 //
 // What the device learns (device ID, assigned hub, certificate, key, chain,
 // configuration, the protocol that worked) is kept in a Store, by default
-// a MemoryStore; a FileStore keeps one JSON file, written atomically, mode
-// 0600. On the next boot, Provision returns the stored identity while its
+// a FileStore (one JSON file, written atomically, mode 0600) at
+// DefaultStorePath; a MemoryStore keeps it for the life of the process. On the next boot, Provision returns the stored identity while its
 // certificate is valid, instead of registering again. RenewIfDue renews
 // the certificate once two thirds of its lifetime have passed (native
 // renew, EST simplereenroll, or EST-coaps sren).

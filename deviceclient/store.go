@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -104,7 +106,39 @@ func (f FileStore) Save(ctx context.Context, id *Identity) error {
 	return nil
 }
 
-// MemoryStore keeps the identity in memory (tests, simulators).
+// StateDirEnv names the environment variable that, when set, is the
+// directory DefaultStorePath keeps identities in.
+const StateDirEnv = "GATEHOUSE_DEVICE_STATE_DIR"
+
+// DefaultStorePath is where a Client keeps a device's identity unless
+// Config.Store says otherwise: {dir}/{scope}/{registrationID}.json, dir
+// being $GATEHOUSE_DEVICE_STATE_DIR or else gatehouse-device in the user's
+// configuration directory (os.UserConfigDir: $XDG_CONFIG_HOME or
+// ~/.config on Linux). The scope and registration ID are path-escaped, so
+// neither can leave dir.
+func DefaultStorePath(scope, registrationID string) (string, error) {
+	dir := os.Getenv(StateDirEnv)
+	if dir == "" {
+		cfg, err := os.UserConfigDir()
+		if err != nil {
+			return "", fmt.Errorf("deviceclient: no directory to keep the identity in (set Config.Store, or %s): %w", StateDirEnv, err)
+		}
+		dir = filepath.Join(cfg, "gatehouse-device")
+	}
+	return filepath.Join(dir, pathSegment(scope), pathSegment(registrationID)+".json"), nil
+}
+
+// pathSegment is s as one file name: escaped, and never "." or "..".
+func pathSegment(s string) string {
+	s = url.PathEscape(s)
+	if s == "." || s == ".." {
+		s = strings.ReplaceAll(s, ".", "%2E")
+	}
+	return s
+}
+
+// MemoryStore keeps the identity in memory, for the life of the process
+// (tests, simulators).
 type MemoryStore struct{ id *Identity }
 
 // Load implements Store.

@@ -12,8 +12,8 @@ import (
 	"io"
 	"maps"
 	"os"
-	"runtime/pprof"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -663,6 +663,7 @@ func (f *simFleet) device(ctx context.Context, regID string, plan []deviceclient
 	c, err := deviceclient.New(deviceclient.Config{
 		ServerURL: f.t.url, Scope: f.o.scope, RegistrationID: regID, EnrollmentID: f.t.enrollmentID,
 		Protocols: plan, Credentials: creds, RootCAs: f.t.roots, MQTTAddr: f.t.mqttAddr, CoAPAddr: f.t.coapAddr,
+		Store: &deviceclient.MemoryStore{}, // a simulated device lives as long as the run
 		// A silent CoAP port is only noticed by this timeout.
 		ConnectTimeout: 5 * time.Second,
 		OnFallback:     func(_, _ deviceclient.Protocol, _ error) { f.fallbacks.Add(1) },
@@ -711,6 +712,7 @@ func (f *simFleet) report(ctx context.Context, id *deviceclient.Identity) error 
 	// --mqtt-addr points the provisioning elsewhere.
 	c, err := deviceclient.New(deviceclient.Config{ServerURL: f.t.url, Scope: f.o.scope, RegistrationID: id.RegistrationID,
 		Credentials: deviceclient.Credentials{GroupKey: f.t.groupKey, BootstrapToken: f.t.token}, RootCAs: f.t.roots,
+		Store:    &deviceclient.MemoryStore{},
 		MQTTAddr: f.t.sessionAddr, ConnectTimeout: 5 * time.Second, DialContext: f.faults.DialContext,
 		Retry:   deviceclient.Retry{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Attempts: 10},
 		OnRetry: f.onRetry})
