@@ -46,6 +46,7 @@ type simOptions struct {
 	renew       bool
 	report      bool
 	cpuProfile  string
+	factory     *simFactory // --attestation x509: the fleet's manufacturer CA
 	scope       string
 	seed        uint64
 }
@@ -64,13 +65,16 @@ Without --server, a server is started in this process on a temporary data
 directory (SQLite, durability on, device rate limits raised); with --server
 (and --token, --ca-file as for the admin commands) the named server is used.
 Either way a group enrollment "sim-..." is created in --scope for the chosen
-attestation: a symmetric group key (devices derive their keys) or a
-bootstrap token usable by the whole fleet.
+attestation: a symmetric group key (devices derive their keys), a
+bootstrap token usable by the whole fleet, or (x509) a factory CA made for
+the run: sim verifies it with the server (the proof-of-possession step an
+operator takes), and gives each device a factory certificate (CN = its
+registration ID) signed by it.
 
 Protocols: native (HTTPS), dps (DPS over HTTPS), est (EST over HTTPS),
 dps-mqtt (DPS over MQTT), mqtt (native MQTT), coap (native CoAP over DTLS),
 est-coaps (EST-coaps over DTLS). All but est take symmetric_key; native,
-mqtt and est take token.
+mqtt and est take token; all take x509.
 
 --protocols mixes and chains them: a comma separates the plans spread
 across the fleet (device i follows plan i mod n), ">" separates a plan's
@@ -114,7 +118,7 @@ otherwise. Exit status 1 when any device failed.`,
 	f.StringVar(&o.protocols, "protocols", "", "plans spread across the fleet, each a fallback order: native,dps-mqtt,coap or mqtt>native")
 	f.StringVar(&o.mqttAddr, "mqtt-addr", "", "host:port of the MQTT over TLS listener (default: the in-process server's, or the --server host, 8883)")
 	f.StringVar(&o.coapAddr, "coap-addr", "", "host:port of the CoAP over DTLS listener (default: the in-process server's, or the --server host, 5684)")
-	f.StringVar(&o.attestation, "attestation", string(gatehouse.AttestSymmetricKey), "attestation: symmetric_key or token")
+	f.StringVar(&o.attestation, "attestation", string(gatehouse.AttestSymmetricKey), "attestation: symmetric_key, token or x509")
 	f.IntVarP(&o.concurrency, "concurrency", "c", 16*runtime.GOMAXPROCS(0), "devices provisioning at once")
 	f.Float64Var(&o.rate, "rate", 0, "arrival rate: devices started per second (0: as fast as --concurrency allows)")
 	f.Float64Var(&o.dropRate, "drop-rate", 0, "probability that a connection is dropped (0 to 1)")
@@ -142,9 +146,9 @@ func (o *simOptions) check() error {
 	}
 	att := gatehouse.AttestationType(o.attestation)
 	switch att {
-	case gatehouse.AttestSymmetricKey, gatehouse.AttestToken:
+	case gatehouse.AttestSymmetricKey, gatehouse.AttestToken, gatehouse.AttestX509:
 	default:
-		return usagef("--attestation must be symmetric_key or token, not %q", o.attestation)
+		return usagef("--attestation must be symmetric_key, token or x509, not %q", o.attestation)
 	}
 	spec := o.protocol
 	if o.protocols != "" {
@@ -199,6 +203,9 @@ func joinProtocols(ps []deviceclient.Protocol, sep string) string {
 
 // simAccepts reports whether protocol p carries attestation att.
 func simAccepts(p deviceclient.Protocol, att gatehouse.AttestationType) bool {
+	if att == gatehouse.AttestX509 {
+		return true
+	}
 	switch p {
 	case deviceclient.Native, deviceclient.NativeMQTT:
 		return true
@@ -216,7 +223,8 @@ type simTarget struct {
 	enrollmentID string
 	groupKey     []byte
 	token        string
-	mqttAddr     string // empty: the SDK's default
+	factory      *simFactory // x509: signs each device's factory certificate
+	mqttAddr     string      // empty: the SDK's default
 	coapAddr     string
 	// sessionAddr is the MQTT listener devices connect to once provisioned
 	// (--report): the server's own, even when --mqtt-addr points the
@@ -282,6 +290,11 @@ func (a *app) sim(ctx context.Context, o simOptions) error {
 		t   *simTarget
 		err error
 	)
+	if o.attestation == string(gatehouse.AttestX509) {
+		if o.factory, err = newSimFactory(); err != nil {
+			return err
+		}
+	}
 	if a.setting("server", envServer) != "" {
 		t, err = a.simRemoteTarget(ctx, o)
 	} else {
@@ -291,6 +304,11 @@ func (a *app) sim(ctx context.Context, o simOptions) error {
 		return err
 	}
 	defer t.close()
+	if t.factory = o.factory; t.factory != nil {
+		if err := t.factory.verify(ctx, t.admin, o.scope, t.enrollmentID); err != nil {
+			return err
+		}
+	}
 
 	fleet := newSimFleet(t, o)
 	if o.cpuProfile != "" {
@@ -441,6 +459,9 @@ func simEnrollment(o simOptions) registry.EnrollmentCreate {
 	}
 	if e.Attestation.Type == gatehouse.AttestToken {
 		e.Attestation.MaxUses = min(2*o.devices+100, 1_000_000)
+	}
+	if o.factory != nil {
+		e.Attestation.Certificate = o.factory.certPEM()
 	}
 	return e
 }
@@ -656,9 +677,9 @@ func (f *simFleet) run(ctx context.Context) time.Duration {
 // returns the provisioning's latency, the protocol that carried it and
 // what the device was given, or the failure's code.
 func (f *simFleet) device(ctx context.Context, regID string, plan []deviceclient.Protocol) (time.Duration, deviceclient.Protocol, simIdentity, string) {
-	creds := deviceclient.Credentials{GroupKey: f.t.groupKey}
-	if f.t.token != "" {
-		creds = deviceclient.Credentials{BootstrapToken: f.t.token}
+	creds, err := f.credentials(regID)
+	if err != nil {
+		return 0, "", simIdentity{}, "client_error"
 	}
 	c, err := deviceclient.New(deviceclient.Config{
 		ServerURL: f.t.url, Scope: f.o.scope, RegistrationID: regID, EnrollmentID: f.t.enrollmentID,
@@ -695,7 +716,7 @@ func (f *simFleet) device(ctx context.Context, regID string, plan []deviceclient
 		id = renewed
 	}
 	if f.o.report {
-		if err := f.report(ctx, id); err != nil {
+		if err := f.report(ctx, id, creds); err != nil {
 			return 0, "", simIdentity{}, "report_" + simFailureCode(err)
 		}
 		f.reported.Add(1)
@@ -707,11 +728,11 @@ func (f *simFleet) device(ctx context.Context, regID string, plan []deviceclient
 // field would, waits for the configuration the broker sends at connect and
 // reports the device's properties; a session lost on the way (an injected
 // drop) starts again.
-func (f *simFleet) report(ctx context.Context, id *deviceclient.Identity) error {
+func (f *simFleet) report(ctx context.Context, id *deviceclient.Identity, creds deviceclient.Credentials) error {
 	// A client of its own: sessions go to the server's broker even where
 	// --mqtt-addr points the provisioning elsewhere.
 	c, err := deviceclient.New(deviceclient.Config{ServerURL: f.t.url, Scope: f.o.scope, RegistrationID: id.RegistrationID,
-		Credentials: deviceclient.Credentials{GroupKey: f.t.groupKey, BootstrapToken: f.t.token}, RootCAs: f.t.roots,
+		Credentials: creds, RootCAs: f.t.roots,
 		Store:    &deviceclient.MemoryStore{},
 		MQTTAddr: f.t.sessionAddr, ConnectTimeout: 5 * time.Second, DialContext: f.faults.DialContext,
 		Retry:   deviceclient.Retry{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Attempts: 10},
@@ -728,6 +749,19 @@ func (f *simFleet) report(ctx context.Context, id *deviceclient.Identity) error 
 		}
 		f.onRetry(err, 0)
 	}
+}
+
+// credentials are what device regID proves itself with: the group's key
+// (it derives its own), the fleet's token, or a factory certificate.
+func (f *simFleet) credentials(regID string) (deviceclient.Credentials, error) {
+	switch {
+	case f.t.factory != nil:
+		cert, err := f.t.factory.issue(regID)
+		return deviceclient.Credentials{FactoryCertificate: cert}, err
+	case f.t.token != "":
+		return deviceclient.Credentials{BootstrapToken: f.t.token}, nil
+	}
+	return deviceclient.Credentials{GroupKey: f.t.groupKey}, nil
 }
 
 // session runs one MQTT session: connect, configuration, report.

@@ -60,7 +60,8 @@ func TestSim(t *testing.T) {
 // TestSimProtocols provisions a few devices over each protocol and
 // attestation the simulator offers, renewing each once.
 func TestSimProtocols(t *testing.T) {
-	for _, pa := range [][2]string{{"native", "symmetric_key"}, {"native", "token"}, {"dps", "symmetric_key"}, {"est", "token"}} {
+	for _, pa := range [][2]string{{"native", "symmetric_key"}, {"native", "token"}, {"dps", "symmetric_key"}, {"est", "token"},
+		{"native", "x509"}, {"est", "x509"}, {"mqtt", "x509"}} {
 		t.Run(pa[0]+"-"+pa[1], func(t *testing.T) {
 			r := ghEnv(t, map[string]string{}, "sim", "--devices", "8", "--protocol", pa[0], "--attestation", pa[1],
 				"--renew", "--drop-rate", "0.1", "--delay", "1ms", "-o", "json")
@@ -76,6 +77,9 @@ func TestSimProtocols(t *testing.T) {
 			}
 			if got.Registered != 8 || got.Duplicates != 0 {
 				t.Errorf("registry: got %d devices, %d duplicates; want 8 and 0", got.Registered, got.Duplicates)
+			}
+			if got.ReportedInRegistry != 8 {
+				t.Errorf("registry: %d devices hold their report, want 8", got.ReportedInRegistry)
 			}
 		})
 	}
@@ -93,7 +97,7 @@ func TestSimUsage(t *testing.T) {
 		{"sim", "--protocols", "native,coap", "--attestation", "token"},
 		{"sim", "--protocols", "mqtt>mqtt"},
 		{"sim", "--protocols", "native,"},
-		{"sim", "--attestation", "x509"},
+		{"sim", "--attestation", "tpm"},
 		{"sim", "--protocol", "dps", "--attestation", "token"},
 		{"sim", "--protocol", "est"},
 		{"sim", "--devices", "ten"},
