@@ -60,6 +60,33 @@ func commitFor(id string, snapshot *gatehouse.Enrollment) registry.ProvisionComm
 		OperationID: "op-" + id, Dialect: "native", ProvedWith: gatehouse.CredentialSymmetricKey, KeySlot: "primary", Enrollment: snapshot}
 }
 
+// attestationCopy reads the enrollment "line" as the attestation would, or,
+// if !read, returns nil: the transaction then reads it itself.
+func attestationCopy(t *testing.T, st gatehouse.Store, read bool) *gatehouse.Enrollment {
+	t.Helper()
+	if !read {
+		return nil
+	}
+	e, err := st.GetEnrollment(context.Background(), gatehouse.DefaultScope, "line")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// wantRefused registers id with the enrollment copy snapshot and wants it
+// refused with code, and no device left behind.
+func wantRefused(t *testing.T, reg *registry.Service, st gatehouse.Store, id string, snapshot *gatehouse.Enrollment, code, what string) {
+	t.Helper()
+	_, err := reg.CommitProvision(context.Background(), commitFor(id, snapshot))
+	if got := gatehouse.ErrorCode(err); got != code {
+		t.Errorf("%s: got %v, want %s", what, err, code)
+	}
+	if _, err := st.GetDevice(context.Background(), gatehouse.DefaultScope, id); gatehouse.ErrorCode(err) != gatehouse.ENotFound {
+		t.Errorf("%s: the refused device %s is in the registry (%v)", what, id, err)
+	}
+}
+
 // TestProvisionQuotaUnderConcurrency: registrations decided with the
 // attestation's (stale) copy of the enrollment still count against its
 // maximum under its row: of 24 concurrent new devices, exactly the maximum
@@ -68,10 +95,7 @@ func TestProvisionQuotaUnderConcurrency(t *testing.T) {
 	openStores(t, func(t *testing.T, st gatehouse.Store) {
 		ctx := context.Background()
 		reg, admin := provisionNode(t, st, 5)
-		snapshot, err := st.GetEnrollment(ctx, gatehouse.DefaultScope, "line")
-		if err != nil {
-			t.Fatal(err)
-		}
+		snapshot := attestationCopy(t, st, true)
 		var (
 			wg       sync.WaitGroup
 			mu       sync.Mutex
@@ -113,10 +137,7 @@ func TestProvisionWithStaleEnrollment(t *testing.T) {
 	openStores(t, func(t *testing.T, st gatehouse.Store) {
 		ctx := context.Background()
 		reg, admin := provisionNode(t, st, 0)
-		snapshot, err := st.GetEnrollment(ctx, gatehouse.DefaultScope, "line")
-		if err != nil {
-			t.Fatal(err)
-		}
+		snapshot := attestationCopy(t, st, true)
 		if _, err := reg.PatchEnrollment(ctx, admin, gatehouse.DefaultScope, "line", registry.EnrollmentPatch{InitialTags: map[string]string{"site": "b"}}, ""); err != nil {
 			t.Fatal(err)
 		}
@@ -131,13 +152,7 @@ func TestProvisionWithStaleEnrollment(t *testing.T) {
 		if _, err := reg.PatchEnrollment(ctx, admin, gatehouse.DefaultScope, "line", registry.EnrollmentPatch{Enabled: &disabled}, ""); err != nil {
 			t.Fatal(err)
 		}
-		_, err = reg.CommitProvision(ctx, commitFor("dev-late", snapshot))
-		if code := gatehouse.ErrorCode(err); code != gatehouse.EEnrollmentDisabled {
-			t.Errorf("registration after the enrollment was disabled: got %v, want %s", err, gatehouse.EEnrollmentDisabled)
-		}
-		if _, err := st.GetDevice(ctx, gatehouse.DefaultScope, "dev-late"); gatehouse.ErrorCode(err) != gatehouse.ENotFound {
-			t.Errorf("the refused device is in the registry: %v", err)
-		}
+		wantRefused(t, reg, st, "dev-late", snapshot, gatehouse.EEnrollmentDisabled, "registration after the enrollment was disabled")
 	})
 }
 
@@ -149,20 +164,11 @@ func TestProvisionAfterKeyRotation(t *testing.T) {
 	openStores(t, func(t *testing.T, st gatehouse.Store) {
 		ctx := context.Background()
 		reg, admin := provisionNode(t, st, 0)
-		snapshot, err := st.GetEnrollment(ctx, gatehouse.DefaultScope, "line")
-		if err != nil {
-			t.Fatal(err)
-		}
+		snapshot := attestationCopy(t, st, true)
 		if _, err := reg.RotateEnrollmentKey(ctx, admin, gatehouse.DefaultScope, "line", "primary"); err != nil {
 			t.Fatal(err)
 		}
-		_, err = reg.CommitProvision(ctx, commitFor("dev-rotated", snapshot))
-		if code := gatehouse.ErrorCode(err); code != gatehouse.EUnavailable {
-			t.Errorf("registration attested before a key rotation: got %v, want %s", err, gatehouse.EUnavailable)
-		}
-		if _, err := st.GetDevice(ctx, gatehouse.DefaultScope, "dev-rotated"); gatehouse.ErrorCode(err) != gatehouse.ENotFound {
-			t.Errorf("the device is in the registry: %v", err)
-		}
+		wantRefused(t, reg, st, "dev-rotated", snapshot, gatehouse.EUnavailable, "registration attested before a key rotation")
 	})
 }
 
@@ -181,13 +187,7 @@ func TestProvisionCountsNewDevicesOnly(t *testing.T) {
 		}
 		for _, withSnapshot := range []bool{true, false} {
 			for range 3 {
-				var snapshot *gatehouse.Enrollment
-				if withSnapshot {
-					var err error
-					if snapshot, err = st.GetEnrollment(ctx, gatehouse.DefaultScope, "line"); err != nil {
-						t.Fatal(err)
-					}
-				}
+				snapshot := attestationCopy(t, st, withSnapshot)
 				if _, err := reg.CommitProvision(ctx, commitFor("dev-again", snapshot)); err != nil {
 					t.Fatalf("registering dev-again (snapshot %v): %v", withSnapshot, err)
 				}
@@ -203,10 +203,7 @@ func TestProvisionCountsNewDevicesOnly(t *testing.T) {
 		if _, err := reg.CommitProvision(ctx, commitFor("dev-second", nil)); err != nil {
 			t.Errorf("a second device under a maximum of 2: %v", err)
 		}
-		_, err = reg.CommitProvision(ctx, commitFor("dev-third", nil))
-		if code := gatehouse.ErrorCode(err); code != gatehouse.EQuotaExceeded {
-			t.Errorf("a third device under a maximum of 2: got %v, want %s", err, gatehouse.EQuotaExceeded)
-		}
+		wantRefused(t, reg, st, "dev-third", nil, gatehouse.EQuotaExceeded, "a third device under a maximum of 2")
 
 		// An operator lowers the maximum below the count to stop new
 		// devices: the devices counted still register again.
@@ -215,19 +212,11 @@ func TestProvisionCountsNewDevicesOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, withSnapshot := range []bool{true, false} {
-			var snapshot *gatehouse.Enrollment
-			if withSnapshot {
-				if snapshot, err = st.GetEnrollment(ctx, gatehouse.DefaultScope, "line"); err != nil {
-					t.Fatal(err)
-				}
-			}
+			snapshot := attestationCopy(t, st, withSnapshot)
 			if _, err := reg.CommitProvision(ctx, commitFor("dev-second", snapshot)); err != nil {
 				t.Errorf("a counted device under a maximum lowered below the count (snapshot %v): %v", withSnapshot, err)
 			}
 		}
-		_, err = reg.CommitProvision(ctx, commitFor("dev-fourth", nil))
-		if code := gatehouse.ErrorCode(err); code != gatehouse.EQuotaExceeded {
-			t.Errorf("a new device over the lowered maximum: got %v, want %s", err, gatehouse.EQuotaExceeded)
-		}
+		wantRefused(t, reg, st, "dev-fourth", nil, gatehouse.EQuotaExceeded, "a new device over the lowered maximum")
 	})
 }

@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -24,21 +23,7 @@ func TestImportJobLeaseQueryPlan(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			q, args := importJobQuery(tc.f)
-			rows, err := s.readDB.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+q, args...)
-			if err != nil {
-				t.Fatalf("EXPLAIN: %v", err)
-			}
-			defer rows.Close()
-			var lines []string
-			for rows.Next() {
-				var id, parent, notused int
-				var detail string
-				if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-					t.Fatal(err)
-				}
-				lines = append(lines, detail)
-			}
-			if plan := strings.Join(lines, "\n"); !strings.Contains(plan, tc.want) {
+			if plan := explain(t, s, q, args...); !strings.Contains(plan, tc.want) {
 				t.Errorf("plan:\n%s\nwant it to use %s", plan, tc.want)
 			}
 		})
