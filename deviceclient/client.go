@@ -253,6 +253,11 @@ func (c *Client) usable(id *Identity) bool {
 	if id.Scope != c.cfg.Scope || id.RegistrationID != c.cfg.RegistrationID || id.DeviceID == "" {
 		return false
 	}
+	// An identity stored before Server was recorded is taken as this
+	// server's.
+	if id.Server != "" && id.Server != c.base.String() {
+		return false
+	}
 	return id.CertificatePEM == "" || c.now().Before(id.NotAfter)
 }
 
@@ -294,7 +299,7 @@ func (c *Client) Register(ctx context.Context) (*Identity, error) {
 	if err := c.finish(id, key); err != nil {
 		return nil, err
 	}
-	id.ProvisionedAt = c.now().UTC()
+	id.Server, id.ProvisionedAt = c.base.String(), c.now().UTC()
 	if err := c.cfg.Store.Save(ctx, id); err != nil {
 		return nil, err
 	}

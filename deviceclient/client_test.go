@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -33,6 +34,9 @@ func startNode(tb testing.TB) *node {
 
 func startNodeWith(tb testing.TB, limits *server.RateLimits) *node {
 	tb.Helper()
+	// Identities kept by default (FileStore) stay with the test: a later
+	// test's server may get this one's port.
+	tb.Setenv(deviceclient.StateDirEnv, tb.TempDir())
 	dir := tb.TempDir()
 	srv, err := server.Start(context.Background(), server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
 		MQTTAddr: "127.0.0.1:0", CoAPSAddr: "127.0.0.1:0", RateLimits: limits})
@@ -265,9 +269,9 @@ func TestRenewAfterReset(t *testing.T) {
 // of its own under the state directory (mode 0600), and the next boot
 // reuses it; the scope and registration ID cannot leave that directory.
 func TestDefaultStore(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv(deviceclient.StateDirEnv, dir)
 	n := startNode(t)
+	dir := t.TempDir()
+	t.Setenv(deviceclient.StateDirEnv, dir) // after startNode, which sets one of its own
 	groupKey := n.symmetricGroup(t, "line-9")
 	cfg := deviceclient.Config{ServerURL: n.srv.URL(), RegistrationID: "meter/../x", Credentials: deviceclient.Credentials{GroupKey: groupKey}, RootCAs: n.roots}
 	path, err := deviceclient.DefaultStorePath("default", "meter/../x")
@@ -290,6 +294,9 @@ func TestDefaultStore(t *testing.T) {
 	if err == nil {
 		t.Fatal("provisioned with an invalid registration ID")
 	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after a refused registration, %s: %v; want no file", path, err)
+	}
 	cfg.RegistrationID = "meter-7"
 	if c, err = deviceclient.New(cfg); err != nil {
 		t.Fatal(err)
@@ -307,5 +314,23 @@ func TestDefaultStore(t *testing.T) {
 	again, err := c2.Provision(context.Background())
 	if err != nil || again.CertificatePEM != id.CertificatePEM {
 		t.Fatalf("second boot: got a different identity (err %v)", err)
+	}
+
+	// The same registration ID against another server registers there:
+	// the stored identity is the first server's.
+	other := startNode(t)
+	t.Setenv(deviceclient.StateDirEnv, dir) // the same directory, where meter-7's identity is
+	cfg.ServerURL, cfg.RootCAs = other.srv.URL(), other.roots
+	cfg.Credentials = deviceclient.Credentials{GroupKey: other.symmetricGroup(t, "line-9")}
+	c3, _ := deviceclient.New(cfg)
+	there, err := c3.Provision(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if there.CertificatePEM == id.CertificatePEM || there.Server != other.srv.URL() {
+		t.Errorf("another server: got the first server's identity back (server %q)", there.Server)
+	}
+	if _, err := other.srv.Registry().GetDevice(context.Background(), other.p, "default", "meter-7"); err != nil {
+		t.Errorf("the other server has no device meter-7: %v", err)
 	}
 }

@@ -16,6 +16,9 @@ import (
 // Identity is what a device keeps between boots: who it is, where it was
 // assigned, and its operational credentials.
 type Identity struct {
+	// Server is the ServerURL the identity came from: a client of another
+	// server does not reuse it.
+	Server         string            `json:"server,omitempty"`
 	Scope          string            `json:"scope"`
 	RegistrationID string            `json:"registrationId"`
 	DeviceID       string            `json:"deviceId"`
@@ -128,9 +131,10 @@ func DefaultStorePath(scope, registrationID string) (string, error) {
 	return filepath.Join(dir, pathSegment(scope), pathSegment(registrationID)+".json"), nil
 }
 
-// pathSegment is s as one file name: escaped, and never "." or "..".
+// pathSegment is s as one file name on any system: escaped ("/" and ":",
+// which names a stream on Windows, included), and never "." or "..".
 func pathSegment(s string) string {
-	s = url.PathEscape(s)
+	s = strings.ReplaceAll(url.PathEscape(s), ":", "%3A")
 	if s == "." || s == ".." {
 		s = strings.ReplaceAll(s, ".", "%2E")
 	}
