@@ -405,6 +405,14 @@ func (s *Service) sealEnrollment(e *gatehouse.Enrollment, secrets *EnrollmentSec
 	return nil
 }
 
+// wipe clears the secrets' bytes.
+func (e *EnrollmentSecrets) wipe() {
+	clear(e.PrimaryKey)
+	clear(e.SecondaryKey)
+	clear(e.PreProvisionKey)
+	clear(e.AllocationHookKey)
+}
+
 // EnrollmentSecrets opens an enrollment's sealed secrets (for the
 // provisioning service; never for an API response).
 func (s *Service) EnrollmentSecrets(e *gatehouse.Enrollment) (*EnrollmentSecrets, error) {

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"reflect"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
@@ -108,7 +107,7 @@ func (s *Service) commitProvision(ctx context.Context, c ProvisionCommit, attest
 				return err
 			}
 			locked = true
-			if attested != nil && !s.sameCredentials(attested, e) {
+			if attested != nil && !s.sameProof(attested, e, c) {
 				// The device proved a key or token that may be gone: let
 				// it attest again against what the enrollment holds now.
 				return gatehouse.Errorf(gatehouse.EUnavailable, "the enrollment's credentials changed during this registration; retry")
@@ -273,31 +272,41 @@ func checkEnrollmentUse(e *gatehouse.Enrollment, c ProvisionCommit, now time.Tim
 	return nil
 }
 
-// sameCredentials reports whether a and b, one enrollment read twice, take
-// the same proofs: the same attestation (uses aside) and symmetric keys.
-// (Other settings changes re-seal the secrets, so their sealed bytes may
-// differ while the keys do not.)
-func (s *Service) sameCredentials(a, b *gatehouse.Enrollment) bool {
-	if a.Scope != b.Scope || a.ID != b.ID {
+// sameProof reports whether cur, the enrollment read again under its lock,
+// still takes the proof that c's device gave against attested, the copy the
+// attestation checked it with: the same key in the slot it used, the same
+// token (and its expiry), or the same CA certificate, still verified.
+// Anything else the enrollment holds (the other key slot, a verification
+// code, its settings) may have changed.
+func (s *Service) sameProof(attested, cur *gatehouse.Enrollment, c ProvisionCommit) bool {
+	a, b := attested.Attestation, cur.Attestation
+	if attested.Scope != cur.Scope || attested.ID != cur.ID || a.Type != b.Type {
 		return false
 	}
-	x, y := a.Attestation, b.Attestation
-	x.Uses, y.Uses = 0, 0
-	if !reflect.DeepEqual(x, y) {
-		return false
+	switch c.ProvedWith {
+	case gatehouse.CredentialSymmetricKey:
+		if bytes.Equal(attested.SealedSecrets, cur.SealedSecrets) {
+			return true
+		}
+		x, err := s.EnrollmentSecrets(attested)
+		if err != nil {
+			return false
+		}
+		defer x.wipe()
+		y, err := s.EnrollmentSecrets(cur)
+		if err != nil {
+			return false
+		}
+		defer y.wipe()
+		if c.KeySlot == "secondary" {
+			return bytes.Equal(x.SecondaryKey, y.SecondaryKey)
+		}
+		return bytes.Equal(x.PrimaryKey, y.PrimaryKey)
+	case gatehouse.CredentialToken:
+		return bytes.Equal(a.TokenHash, b.TokenHash) && sameTime(a.ExpiresAt, b.ExpiresAt)
 	}
-	if bytes.Equal(a.SealedSecrets, b.SealedSecrets) {
-		return true
-	}
-	sa, err := s.EnrollmentSecrets(a)
-	if err != nil {
-		return false
-	}
-	sb, err := s.EnrollmentSecrets(b)
-	if err != nil {
-		return false
-	}
-	return bytes.Equal(sa.PrimaryKey, sb.PrimaryKey) && bytes.Equal(sa.SecondaryKey, sb.SecondaryKey)
+	// X.509: the chain was verified against the enrollment's certificate.
+	return a.Certificate == b.Certificate && a.Thumbprint == b.Thumbprint && a.Verified == b.Verified
 }
 
 // countEnrollmentUse counts the registration c on e, the copy of the

@@ -156,15 +156,22 @@ func TestProvisionWithStaleEnrollment(t *testing.T) {
 	})
 }
 
-// TestProvisionAfterKeyRotation: a registration whose enrollment's keys
-// were rotated between its attestation and its commit is not admitted on
-// the old proof: it is asked to retry (and attest again), and makes no
-// device.
+// TestProvisionAfterKeyRotation: a registration whose key was rotated
+// between its attestation and its commit is not admitted on the old proof:
+// it is asked to retry (and attest again), and makes no device. A rotation
+// of the other slot's key does not disturb it.
 func TestProvisionAfterKeyRotation(t *testing.T) {
 	openStores(t, func(t *testing.T, st gatehouse.Store) {
 		ctx := context.Background()
 		reg, admin := provisionNode(t, st, 0)
 		snapshot := attestationCopy(t, st, true)
+		// The other slot's key changes: the device's proof (primary) holds.
+		if _, err := reg.RotateEnrollmentKey(ctx, admin, gatehouse.DefaultScope, "line", "secondary"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.CommitProvision(ctx, commitFor("dev-other-slot", snapshot)); err != nil {
+			t.Errorf("registration with the primary key, the secondary rotated meanwhile: %v", err)
+		}
 		if _, err := reg.RotateEnrollmentKey(ctx, admin, gatehouse.DefaultScope, "line", "primary"); err != nil {
 			t.Fatal(err)
 		}
