@@ -231,83 +231,109 @@ func enabled(all []*gatehouse.Enrollment) []*gatehouse.Enrollment {
 
 // matchGroups runs try on all the scope's groups of an attestation type,
 // disabled ones included, as cached. When none matches (an attestation
-// failure, or no enrollment) and the list was read groupRefreshAfter ago
-// or more, it reads the list again and tries once more: a group created or
-// changed moments ago, on another node, is found at once (this node's own
-// changes empty the cache). A flood of bad credentials costs at most one
-// read of the list at a time and per groupRefreshAfter, per scope and
-// type: concurrent misses wait for the read in flight and use its list.
+// failure, or no enrollment) and the last read of the list ended
+// groupRefreshAfter ago or more, it reads the list again, in a read that
+// began after the miss, and tries once more. So a group created or changed
+// on another node is found by the first device of it that misses once the
+// list is that old (this node's own changes empty the cache at once); a
+// device that misses sooner is refused that once. A flood of bad
+// credentials costs at most one read of the list at a time, and none
+// within groupRefreshAfter of the last, per scope and type: concurrent
+// misses wait for the read in flight and use its list.
 func (s *Service) matchGroups(ctx context.Context, scope string, typ gatehouse.AttestationType, try func([]*gatehouse.Enrollment) (*match, error)) (*match, error) {
-	groups, at, err := s.groupsOfAll(ctx, scope, typ, groupCacheTTL)
+	missed := s.now()
+	l, err := s.groupsOfAll(ctx, scope, typ, groupCacheTTL)
 	if err != nil {
 		return nil, err
 	}
-	m, err := try(groups)
+	m, err := try(l.groups)
 	switch gatehouse.ErrorCode(err) {
 	case gatehouse.EAttestationFailed, gatehouse.EEnrollmentNotFound:
 	default:
 		return m, err
 	}
-	if age := s.now().Sub(at); age >= 0 && age < groupRefreshAfter {
+	if age := s.now().Sub(l.ended); age >= 0 && age < groupRefreshAfter {
 		return m, err
 	}
-	if groups, _, err = s.groupsOfAll(ctx, scope, typ, groupRefreshAfter); err != nil {
-		return nil, err
+	for l.started.Before(missed) {
+		if l, err = s.readGroups(ctx, scope, typ); err != nil {
+			return nil, err
+		}
 	}
-	return try(groups)
+	return try(l.groups)
 }
 
 // groupsOf returns the scope's enabled groups of an attestation type, as
 // cached.
 func (s *Service) groupsOf(ctx context.Context, scope string, typ gatehouse.AttestationType) ([]*gatehouse.Enrollment, error) {
-	all, _, err := s.groupsOfAll(ctx, scope, typ, groupCacheTTL)
-	return enabled(all), err
+	l, err := s.groupsOfAll(ctx, scope, typ, groupCacheTTL)
+	return enabled(l.groups), err
+}
+
+// groupList is a read of a scope's groups of one attestation type.
+type groupList struct {
+	groups         []*gatehouse.Enrollment
+	started, ended time.Time
+	changes        uint64 // the registry's EnrollmentChanges when it started
 }
 
 // groupsOfAll returns all the scope's groups of an attestation type,
-// disabled ones included, and when they were read (when the read ended):
-// from the cache if that read is younger than maxAge and this node changed
-// no enrollment since.
-func (s *Service) groupsOfAll(ctx context.Context, scope string, typ gatehouse.AttestationType, maxAge time.Duration) ([]*gatehouse.Enrollment, time.Time, error) {
-	key := scope + "/" + string(typ)
+// disabled ones included: from the cache if that read ended less than
+// maxAge ago and this node changed no enrollment since.
+func (s *Service) groupsOfAll(ctx context.Context, scope string, typ gatehouse.AttestationType, maxAge time.Duration) (groupList, error) {
 	now := s.now()
-	changes := s.reg.EnrollmentChanges()
 	s.mu.Lock()
-	c, ok := s.groups[key]
+	c, ok := s.groups[scope+"/"+string(typ)]
 	s.mu.Unlock()
-	if ok && c.changes == changes && now.Sub(c.at) < maxAge && now.Sub(c.at) >= 0 {
-		return c.groups, c.at, nil
+	if ok && c.changes == s.reg.EnrollmentChanges() && now.Sub(c.ended) < maxAge && now.Sub(c.ended) >= 0 {
+		return c, nil
 	}
-	// One read at a time per scope and type: callers that come while it
-	// runs wait for it and share its list, unless this node changed an
-	// enrollment since it began (they read again: the key holds changes).
-	type result struct {
-		groups []*gatehouse.Enrollment
-		read   time.Time
-	}
-	v, err, _ := s.refresh.Do(key+"/"+strconv.FormatUint(changes, 10), func() (any, error) {
-		// Shared by the callers waiting: not ended by one leaving.
-		all, err := s.listGroups(context.WithoutCancel(ctx), scope, typ)
-		if err != nil {
-			return nil, err
+	return s.readGroups(ctx, scope, typ)
+}
+
+// groupReadTimeout bounds a read of a scope's groups, which callers share.
+const groupReadTimeout = 10 * time.Second
+
+// readGroups reads the scope's groups of an attestation type and caches
+// them. One read at a time per scope and type: callers that come while it
+// runs wait for it (or for their ctx) and share its list, unless this node
+// changed an enrollment since it began (the key holds the change count).
+func (s *Service) readGroups(ctx context.Context, scope string, typ gatehouse.AttestationType) (groupList, error) {
+	key := scope + "/" + string(typ)
+	changes := s.reg.EnrollmentChanges()
+	ch := s.refresh.DoChan(key+"/"+strconv.FormatUint(changes, 10), func() (any, error) {
+		// Shared by the callers waiting, so not ended by one of them
+		// leaving; bounded by its own timeout.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), groupReadTimeout)
+		defer cancel()
+		l := groupList{started: s.now(), changes: changes}
+		var err error
+		if l.groups, err = s.listGroups(rctx, scope, typ); err != nil {
+			return groupList{}, err
 		}
-		// Stamped when the read ended: one slower than groupRefreshAfter
-		// must not leave the list stale on arrival, and every miss
-		// re-reading.
-		read := s.now()
+		// Stamped also when the read ended: a read slower than
+		// groupRefreshAfter must not leave the list stale on arrival, and
+		// every miss reading again.
+		l.ended = s.now()
 		s.mu.Lock()
 		if len(s.groups) > 10_000 {
 			clear(s.groups)
 		}
-		s.groups[key] = cachedGroups{at: read, changes: changes, groups: all}
+		if cur, ok := s.groups[key]; !ok || !cur.started.After(l.started) {
+			s.groups[key] = l
+		}
 		s.mu.Unlock()
-		return result{all, read}, nil
+		return l, nil
 	})
-	if err != nil {
-		return nil, time.Time{}, err
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return groupList{}, r.Err
+		}
+		return r.Val.(groupList), nil
+	case <-ctx.Done():
+		return groupList{}, ctx.Err()
 	}
-	r := v.(result)
-	return r.groups, r.read, nil
 }
 
 // listGroups reads all the scope's groups of an attestation type (10,000
@@ -330,8 +356,8 @@ func (s *Service) listGroups(ctx context.Context, scope string, typ gatehouse.At
 
 // enrollmentSecrets returns an enrollment's unsealed secrets, cached by etag.
 func (s *Service) enrollmentSecrets(e *gatehouse.Enrollment) (*registry.EnrollmentSecrets, error) {
-	// Keyed by the sealed blob, not the etag: counters change the etag at
-	// every registration, the secrets only when resealed.
+	// Keyed by the sealed blob, not the etag: the etag moves with every
+	// settings change, the secrets only when resealed.
 	key := e.Scope + "/" + e.ID
 	digest := sha256.Sum256(e.SealedSecrets)
 	s.mu.Lock()

@@ -682,3 +682,57 @@ func TestBadCredentialsReadGroupsOnce(t *testing.T) {
 		t.Errorf("32 failed attestations read the groups %d times, want once", n)
 	}
 }
+
+// blockingListStore holds every read of group lists until release is
+// closed, and says when one has begun.
+type blockingListStore struct {
+	gatehouse.Store
+	begun   chan struct{}
+	release chan struct{}
+}
+
+func (s *blockingListStore) ListEnrollments(ctx context.Context, f gatehouse.EnrollmentFilter) ([]*gatehouse.Enrollment, error) {
+	if f.Type == gatehouse.EnrollmentGroup {
+		select {
+		case s.begun <- struct{}{}:
+		default:
+		}
+		<-s.release
+	}
+	return s.Store.ListEnrollments(ctx, f)
+}
+
+// TestGroupReadHonoursContext: a registration waiting for a read of the
+// groups that another started (and that hangs) gives up when its own
+// context ends.
+func TestGroupReadHonoursContext(t *testing.T) {
+	f := newFixture(t)
+	g := f.enroll(t, `{"id":"line-a","type":"group","attestation":{"type":"symmetric_key"}}`)
+	blocking := &blockingListStore{Store: f.st, begun: make(chan struct{}, 1), release: make(chan struct{})}
+	prov := provision.New(blocking, f.reg, provision.WithRateLimits(1e6, 1e6, 1e6, 1e6))
+	register := func(ctx context.Context, regID string) error {
+		_, err := prov.Register(ctx, provision.Request{Scope: "default", RegistrationID: regID, SAS: sasFor(t, g.Attestation.PrimaryKey, regID, true)})
+		return err
+	}
+	first := make(chan error, 1)
+	go func() { first <- register(f.ctx, "a-1") }()
+	<-blocking.begun
+	// Ended once the second registration is (almost surely) waiting for
+	// the read: its earlier steps take microseconds.
+	ctx, cancel := context.WithCancel(f.ctx)
+	time.AfterFunc(100*time.Millisecond, cancel)
+	second := make(chan error, 1)
+	go func() { second <- register(ctx, "a-2") }()
+	select {
+	case err := <-second:
+		if err == nil {
+			t.Error("a registration whose context ended succeeded")
+		}
+	case <-time.After(10 * time.Second): // a hang guard, not a timing
+		t.Fatal("a registration waited for the shared read after its context ended")
+	}
+	close(blocking.release)
+	if err := <-first; err != nil {
+		t.Errorf("the registration that started the read: %v", err)
+	}
+}

@@ -80,7 +80,7 @@ type Service struct {
 
 	mu      sync.Mutex
 	secrets map[string]cachedSecrets // scope/enrollment -> unsealed keys, by etag
-	groups  map[string]cachedGroups  // scope/attestation type -> enabled groups
+	groups  map[string]groupList     // scope/attestation type -> the last read of its groups
 	// refresh joins concurrent reads of one scope's groups of one type
 	// into one.
 	refresh singleflight.Group
@@ -89,12 +89,6 @@ type Service struct {
 type cachedSecrets struct {
 	digest  [32]byte
 	secrets *registry.EnrollmentSecrets
-}
-
-type cachedGroups struct {
-	at      time.Time
-	changes uint64 // the registry's EnrollmentChanges when read
-	groups  []*gatehouse.Enrollment
 }
 
 // groupCacheTTL bounds how long a group changed on another node can be
@@ -134,7 +128,7 @@ func WithRateLimits(perSource float64, sourceBurst int, perID float64, idBurst i
 func New(store gatehouse.Reader, reg *registry.Service, opts ...Option) *Service {
 	s := &Service{store: store, reg: reg, now: time.Now, log: slog.New(slog.DiscardHandler),
 		client: &http.Client{Timeout: 30 * time.Second}, maxSASLifetime: 366 * 24 * time.Hour,
-		secrets: map[string]cachedSecrets{}, groups: map[string]cachedGroups{}}
+		secrets: map[string]cachedSecrets{}, groups: map[string]groupList{}}
 	s.bySource = ratelimit.New(200, 400, 100_000, s.now)
 	s.byID = ratelimit.New(1, 10, 100_000, s.now)
 	for _, o := range opts {
