@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -821,8 +822,12 @@ func (s *Service) RenewImportJobLeases(ctx context.Context) error {
 // still running instead of failing them itself.
 func (s *Service) failLapsedImportJobs(ctx context.Context) error {
 	r := s.jobs
-	if err := s.RenewImportJobLeases(ctx); err != nil {
-		return fmt.Errorf("renew leases: %w", err)
+	// A renewal that fails (the database, for a moment) does not stop the
+	// rest: other nodes' lapsed jobs are still failed, this node's are
+	// left alone.
+	renewErr := s.RenewImportJobLeases(ctx)
+	if renewErr != nil {
+		renewErr = fmt.Errorf("renew leases: %w", renewErr)
 	}
 	now := s.timestamp()
 	cutoff := now.Add(-r.cfg.Lease)
@@ -830,10 +835,13 @@ func (s *Service) failLapsedImportJobs(ctx context.Context) error {
 	for {
 		js, err := s.store.ListImportJobs(ctx, gatehouse.ImportJobFilter{Unfinished: true, HeartbeatBefore: cutoff, Before: before, Limit: 100})
 		if err != nil {
-			return err
+			return errors.Join(renewErr, err)
 		}
 		for _, j := range js {
 			before = j.ID
+			if renewErr != nil && j.Node == r.cfg.Node {
+				continue
+			}
 			var failed *gatehouse.ImportJob
 			err := s.update(ctx, func(tx gatehouse.Tx, ev *eventLog) error {
 				failed = nil
@@ -855,7 +863,7 @@ func (s *Service) failLapsedImportJobs(ctx context.Context) error {
 				return appendJobFinished(ev, cur, now)
 			})
 			if err != nil {
-				return err
+				return errors.Join(renewErr, err)
 			}
 			if failed != nil {
 				s.log.Warn("import job failed: its node stopped renewing its lease", "scope", failed.Scope, "job", failed.ID,
@@ -863,7 +871,7 @@ func (s *Service) failLapsedImportJobs(ctx context.Context) error {
 			}
 		}
 		if len(js) < 100 {
-			return nil
+			return renewErr
 		}
 	}
 }
@@ -916,19 +924,18 @@ func (s *Service) SweepImportJobs(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.failLapsedImportJobs(ctx); err != nil {
-		return err
-	}
+	// Expired jobs are deleted even when the leases could not be handled.
+	lapseErr := s.failLapsedImportJobs(ctx)
 	now := s.timestamp()
 	for {
 		js, err := s.store.ListImportJobs(ctx, gatehouse.ImportJobFilter{ExpiresBefore: now, Limit: 100})
 		if err != nil {
-			return err
+			return errors.Join(lapseErr, err)
 		}
 		for _, j := range js {
 			err := s.update(ctx, func(tx gatehouse.Tx, _ *eventLog) error { return tx.DeleteImportJob(j.Scope, j.ID) })
 			if err != nil && gatehouse.ErrorCode(err) != gatehouse.ENotFound {
-				return err
+				return errors.Join(lapseErr, err)
 			}
 			if j.Node == r.cfg.Node {
 				os.Remove(r.resultPath(j.ID))
@@ -947,5 +954,5 @@ func (s *Service) SweepImportJobs(ctx context.Context) error {
 			os.Remove(filepath.Join(r.cfg.Dir, e.Name()))
 		}
 	}
-	return nil
+	return lapseErr
 }

@@ -309,3 +309,56 @@ func TestImportJobLeaseAfterPause(t *testing.T) {
 		a.wait(t, "default", job.ID, "finished", finished)
 	})
 }
+
+// noRenewStore is a node's store whose lease renewals fail (the database
+// refused them for a moment); everything else goes through.
+type noRenewStore struct{ gatehouse.Store }
+
+type noRenewTx struct{ gatehouse.Tx }
+
+func (noRenewTx) RenewImportJobs(string, []string, time.Time) ([]string, error) {
+	return nil, gatehouse.Errorf(gatehouse.EUnavailable, "test: renewals fail")
+}
+
+func (s noRenewStore) Update(ctx context.Context, fn func(tx gatehouse.Tx) error) error {
+	return s.Store.Update(ctx, func(tx gatehouse.Tx) error { return fn(noRenewTx{tx}) })
+}
+
+// TestImportJobLeaseRenewalFails: a node that cannot renew its own leases
+// still fails another node's lapsed job (and reports the renewal's
+// failure), and leaves its own job alone.
+func TestImportJobLeaseRenewalFails(t *testing.T) {
+	openStores(t, func(t *testing.T, st gatehouse.Store) {
+		ctx := context.Background()
+		const lease = 30 * time.Second
+		clock := newTestClock()
+		t0 := clock.Now()
+		dead := new(atomic.Bool)
+		a := startJobNode(t, mortalStore{st, 40 * time.Millisecond, dead},
+			registry.ImportJobConfig{Node: "node-a", HeartbeatInterval: lease / 3, Lease: lease}, registry.WithClock(clock.Now))
+		b := startJobNode(t, noRenewStore{slowStore{st, 20 * time.Millisecond}},
+			registry.ImportJobConfig{Node: "node-b", HeartbeatInterval: lease / 3, SweepInterval: time.Hour, Lease: lease}, registry.WithClock(clock.Now))
+		jobA := a.create(t, "default", "", registry.ImportCreate, registry.ImportCSV, deviceFile(40*registry.ImportBatchSize))
+		a.wait(t, "default", jobA.ID, "running", func(j *registry.ImportJobInfo) bool { return j.Rows > 0 })
+		dead.Store(true)
+		a.stop()
+		jobB := b.create(t, "default", "", registry.ImportCreate, registry.ImportCSV, deviceFile(200*registry.ImportBatchSize))
+		b.wait(t, "default", jobB.ID, "running", func(j *registry.ImportJobInfo) bool { return j.State == gatehouse.JobRunning })
+
+		clock.Set(t0.Add(3 * lease))
+		err := b.reg.SweepImportJobs(ctx)
+		if err == nil || !strings.Contains(err.Error(), "renew leases") {
+			t.Errorf("sweep with failing renewals: %v, want the renewal's failure reported", err)
+		}
+		if j, _ := b.reg.GetImportJob(ctx, b.admin, "default", jobA.ID); j.State != gatehouse.JobFailed || j.Error == nil || j.Error.Code != registry.ImportJobLeaseExpired {
+			t.Errorf("the dead node's job: %s (error %+v), want failed with %s", j.State, j.Error, registry.ImportJobLeaseExpired)
+		}
+		if j, _ := b.reg.GetImportJob(ctx, b.admin, "default", jobB.ID); j.State.Finished() {
+			t.Errorf("the node's own job, whose lease it could not renew: %s (error %+v), want it left running", j.State, j.Error)
+		}
+		if _, err := b.reg.CancelImportJob(ctx, b.admin, "default", jobB.ID); err != nil {
+			t.Fatal(err)
+		}
+		b.wait(t, "default", jobB.ID, "finished", finished)
+	})
+}
