@@ -22,8 +22,18 @@ func TestEnforcementAcrossNodes(t *testing.T) {
 	dc := e.device("default", "far-1", "")
 	c := e.mustDial(&dc.tls, &paho.Connect{ClientID: "far-1"})
 
-	// A second node on the same data directory and database, without MQTT.
-	other, err := server.Start(context.Background(), server.Config{DataDir: e.dir, HTTPAddr: "127.0.0.1:0"})
+	// A second node on the same database (and master key), with a data
+	// directory of its own, without MQTT.
+	dir := t.TempDir()
+	key, err := os.ReadFile(filepath.Join(e.dir, server.MasterKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, server.MasterKeyFile), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other, err := server.Start(context.Background(), server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0",
+		Database: "sqlite://" + filepath.Join(e.dir, server.SQLiteFile)})
 	if err != nil {
 		t.Fatalf("second node: %v", err)
 	}

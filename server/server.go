@@ -45,6 +45,7 @@ const (
 	SQLiteFile     = "gatehouse.db"
 	NodeIDFile     = "node-id"     // this node's name among nodes sharing a database
 	ImportJobsDir  = "import-jobs" // encrypted import spools and result files, 0700
+	LockFile       = "lock"        // held (flock) while a node runs on the directory; its PID
 )
 
 // Config configures a node. The zero value is a working embedded node.
@@ -107,6 +108,7 @@ type Server struct {
 	registry  *registry.Service
 	provision *provision.Service
 	http      *http.Server
+	lock      *os.File // the data directory's lock (nil where there is no flock)
 	ln        net.Listener
 	url       string
 	stopBase  context.CancelFunc
@@ -150,8 +152,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
+	if s.lock, err = lockDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	// A URL left by an earlier run must not pass for this one's while
-	// this one starts.
+	// this one starts (the lock says no other node runs here).
 	if err := os.Remove(filepath.Join(cfg.DataDir, URLFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("remove the previous %s: %w", URLFile, err)
 	}
@@ -322,11 +327,14 @@ func (s *Server) Close() error {
 		errs = append(errs, s.store.Close())
 		s.store = nil
 	}
-	// DATA/url names a server that is up: not this one any more (unless
-	// another run has written its own since).
-	path := filepath.Join(s.cfg.DataDir, URLFile)
-	if b, err := os.ReadFile(path); err == nil && s.url != "" && string(b) == s.url+"\n" {
-		os.Remove(path)
+	// DATA/url names a server that is up: not this one any more. Removed
+	// before the lock goes, so no later run's file can be.
+	if s.lock != nil {
+		if s.url != "" {
+			os.Remove(filepath.Join(s.cfg.DataDir, URLFile))
+		}
+		unlockDataDir(s.lock)
+		s.lock = nil
 	}
 	return errors.Join(errs...)
 }

@@ -238,3 +238,33 @@ func TestURLFileNamesARunningServer(t *testing.T) {
 		t.Errorf("after Close, %s: %v; want it removed", server.URLFile, err)
 	}
 }
+
+// TestDataDirLocked: a second node on a running node's data directory is
+// refused with a clear error, and leaves the first one's DATA/url alone;
+// once the first stops, the directory is free again.
+func TestDataDirLocked(t *testing.T) {
+	dir := t.TempDir()
+	cfg := server.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)}
+	first, err := server.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := server.Start(context.Background(), cfg)
+	if err == nil {
+		second.Close()
+		first.Close()
+		t.Fatal("a second node started on a data directory in use")
+	}
+	if !strings.Contains(err.Error(), "in use by process") {
+		t.Errorf("second node: %v; want it to say the directory is in use, and by which process", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, server.URLFile)); err != nil || string(b) != first.URL()+"\n" {
+		t.Errorf("the running node's %s after the refused start: %q (%v)", server.URLFile, b, err)
+	}
+	first.Close()
+	again, err := server.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("start after the first node stopped: %v", err)
+	}
+	again.Close()
+}
