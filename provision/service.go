@@ -11,9 +11,9 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/singleflight"
-	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/gatehouse-iot/gatehouse/ca"

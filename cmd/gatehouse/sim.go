@@ -316,11 +316,16 @@ func (a *app) sim(ctx context.Context, o simOptions) error {
 		if err != nil {
 			return err
 		}
-		defer pf.Close()
 		if err := pprof.StartCPUProfile(pf); err != nil {
+			pf.Close()
 			return err
 		}
-		defer pprof.StopCPUProfile()
+		defer func() {
+			pprof.StopCPUProfile()
+			if err := pf.Close(); err != nil {
+				fmt.Fprintf(a.stderr, "gatehouse: the CPU profile %s is incomplete: %v\n", o.cpuProfile, err)
+			}
+		}()
 	}
 	prog := newSimProgress(a.stderr, o.devices, fleet)
 	prog.start()
