@@ -268,9 +268,11 @@ type dpsRegistrationState struct {
 }
 
 // dpsRegister handles PUT /{scope}/registrations/{registrationId}/register.
-// The registration is committed before the answer, so the answer is
-// "assigning" only in name: the first poll returns the assignment. (The
-// SDKs expect a 202 and a poll.)
+// The registration is committed before the answer, so the answer is the
+// final state (200, status "assigned", the registration state), which the
+// DPS SDKs accept in place of a 202 "assigning" and a poll: the device is
+// done in one round trip instead of waiting a Retry-After. The operation
+// can still be polled.
 func (h *handler) dpsRegister(w http.ResponseWriter, r *http.Request) error {
 	req, err := dpsRequest(r)
 	if err != nil {
@@ -300,9 +302,37 @@ func (h *handler) dpsRegister(w http.ResponseWriter, r *http.Request) error {
 	if e.chain != nil || e.payload != nil {
 		h.issued.put(req.Scope+"/"+req.RegistrationID, e)
 	}
-	w.Header().Set("Retry-After", "1")
-	writeJSON(w, http.StatusAccepted, dpsOperationStatus{OperationID: op, Status: string(gatehouse.RegAssigning)})
+	reg := res.Registration
+	writeJSON(w, http.StatusOK, dpsOperationStatus{OperationID: op, Status: string(reg.Status), RegistrationState: dpsState(reg, e)})
 	return nil
+}
+
+// dpsState is a registration's state as DPS answers it, with what the
+// registration produced (certificate chain, custom allocation payload) if
+// it is assigned.
+func dpsState(reg *gatehouse.Registration, e issuedEntry) *dpsRegistrationState {
+	st := &dpsRegistrationState{
+		RegistrationID: reg.RegistrationID, AssignedHub: reg.AssignedHub, DeviceID: reg.DeviceID,
+		Status: string(reg.Status), Substatus: reg.Substatus, ETag: reg.ETag,
+		CreatedDateTimeUTC: dpsTime(reg.CreatedAt), LastUpdatedDateTimeUTC: dpsTime(reg.UpdatedAt),
+	}
+	if reg.ErrorCode != "" {
+		de, ok := dpsErrors[reg.ErrorCode]
+		if !ok {
+			de = dpsErrors[gatehouse.EInternal]
+		}
+		st.ErrorCode, st.ErrorMessage = de.code, reg.ErrorMessage
+		if de.status == http.StatusUnauthorized {
+			st.ErrorMessage = dpsOpaque
+		}
+	}
+	if reg.Status == gatehouse.RegAssigned {
+		st.Payload = e.payload
+		for _, der := range e.chain {
+			st.IssuedCertificateChain = append(st.IssuedCertificateChain, base64.StdEncoding.EncodeToString(der))
+		}
+	}
+	return st
 }
 
 // dpsOperation handles GET .../operations/{operationId}: the device proves
@@ -317,24 +347,10 @@ func (h *handler) dpsOperation(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	st := &dpsRegistrationState{
-		RegistrationID: reg.RegistrationID, AssignedHub: reg.AssignedHub, DeviceID: reg.DeviceID,
-		Status: string(reg.Status), Substatus: reg.Substatus, ETag: reg.ETag,
-		CreatedDateTimeUTC: dpsTime(reg.CreatedAt), LastUpdatedDateTimeUTC: dpsTime(reg.UpdatedAt),
-	}
-	if reg.ErrorCode != "" {
-		e, ok := dpsErrors[reg.ErrorCode]
-		if !ok {
-			e = dpsErrors[gatehouse.EInternal]
-		}
-		st.ErrorCode, st.ErrorMessage = e.code, reg.ErrorMessage
-		if e.status == http.StatusUnauthorized {
-			st.ErrorMessage = dpsOpaque
-		}
-	}
+	var e issuedEntry
 	if reg.Status == gatehouse.RegAssigned {
-		e, ok := h.issued.get(req.Scope+"/"+req.RegistrationID, reg.OperationID, h.now())
-		if !ok {
+		var ok bool
+		if e, ok = h.issued.get(req.Scope+"/"+req.RegistrationID, reg.OperationID, h.now()); !ok {
 			// The registration ran on another node (or before a restart):
 			// the certificate is in the registry. A custom allocation's
 			// payload is not kept there.
@@ -344,11 +360,8 @@ func (h *handler) dpsOperation(w http.ResponseWriter, r *http.Request) error {
 			}
 			e.chain = chain
 		}
-		st.Payload = e.payload
-		for _, der := range e.chain {
-			st.IssuedCertificateChain = append(st.IssuedCertificateChain, base64.StdEncoding.EncodeToString(der))
-		}
 	}
+	st := dpsState(reg, e)
 	status := http.StatusOK
 	if reg.Status == gatehouse.RegAssigning {
 		w.Header().Set("Retry-After", "1")

@@ -27,8 +27,9 @@ func operationPath(regID, op string) string {
 	return "/" + gatehouse.DefaultScope + "/registrations/" + regID + "/operations/" + op + apiVersion
 }
 
-// dpsRegister registers over DPS and polls once, as the SDKs do; it
-// returns the final operation status.
+// dpsRegister registers over DPS: the answer is the final state at once
+// (200, assigned); polling the operation, as an SDK may still do, answers
+// the same. It returns the poll's answer.
 func (e *env) dpsRegister(c *http.Client, regID, authz string, body []byte) *dpsOperationStatus {
 	e.t.Helper()
 	if body == nil {
@@ -39,16 +40,13 @@ func (e *env) dpsRegister(c *http.Client, regID, authz string, body []byte) *dps
 		hdr = append(hdr, "Authorization", authz)
 	}
 	r := e.do(c, http.MethodPut, registerPath(regID), body, hdr...)
-	if r.status != http.StatusAccepted {
-		e.t.Fatalf("register %s: got %d %s, want 202", regID, r.status, r.body)
-	}
-	if got := r.header.Get("Retry-After"); got != "1" {
-		e.t.Errorf("Retry-After: got %q, want 1", got)
+	if r.status != http.StatusOK {
+		e.t.Fatalf("register %s: got %d %s, want 200", regID, r.status, r.body)
 	}
 	var op dpsOperationStatus
 	r.json(e.t, &op)
-	if op.OperationID == "" || op.Status != "assigning" {
-		e.t.Fatalf("register %s: got %s, want an operationId and status assigning", regID, r.body)
+	if op.OperationID == "" || op.Status != "assigned" || op.RegistrationState == nil || op.RegistrationState.Status != "assigned" {
+		e.t.Fatalf("register %s: got %s, want an operationId and status assigned with the registration state", regID, r.body)
 	}
 	r = e.do(c, http.MethodGet, operationPath(regID, op.OperationID), nil, hdr[2:]...)
 	if r.status != http.StatusOK {
@@ -58,6 +56,10 @@ func (e *env) dpsRegister(c *http.Client, regID, authz string, body []byte) *dps
 	r.json(e.t, &st)
 	if st.OperationID != op.OperationID {
 		e.t.Errorf("poll: operationId %q, want %q", st.OperationID, op.OperationID)
+	}
+	if a, b := op.RegistrationState, st.RegistrationState; b == nil || a.DeviceID != b.DeviceID || a.ETag != b.ETag ||
+		!slices.Equal(a.IssuedCertificateChain, b.IssuedCertificateChain) || string(a.Payload) != string(b.Payload) {
+		e.t.Errorf("register answer and poll answer differ: %+v, %+v", a, b)
 	}
 	return &st
 }
@@ -134,8 +136,8 @@ func TestDPSIndividualSymmetricKey(t *testing.T) {
 	r := e.do(nil, http.MethodPut, "/default/registrations/dev-ind-1/register?api-version=2021-06-01",
 		[]byte(`{"registrationId":"dev-ind-1","payload":{"model":"x1"},"capabilities":{"iotEdge":false}}`),
 		"Authorization", sas, "Content-Type", "application/json")
-	if r.status != http.StatusAccepted {
-		t.Fatalf("got %d %s, want 202", r.status, r.body)
+	if r.status != http.StatusOK {
+		t.Fatalf("got %d %s, want 200", r.status, r.body)
 	}
 	var op dpsOperationStatus
 	r.json(t, &op)
@@ -339,11 +341,11 @@ func TestDPSConcurrentRegistrationsOfOneID(t *testing.T) {
 			t.Errorf("request %d: %v", i, errs[i])
 		}
 		switch s {
-		case http.StatusAccepted:
+		case http.StatusOK:
 			ok++
 		case http.StatusTooManyRequests:
 		default:
-			t.Errorf("request %d: status %d, want 202 or 429", i, s)
+			t.Errorf("request %d: status %d, want 200 or 429", i, s)
 		}
 	}
 	if ok == 0 {

@@ -227,43 +227,56 @@ func (b *Broker) handleDPS(ctx context.Context, s *session, t dpsTopic, body []b
 				e.chain = append(e.chain, base64.StdEncoding.EncodeToString(c.Raw))
 			}
 		}
-		op := res.Registration.OperationID
+		reg := res.Registration
 		s.prov.issued.Clear() // one registration per connection is remembered
-		s.prov.issued.Store(op, e)
-		// The registration is committed; "assigning" and a poll are what
-		// the SDKs expect.
-		b.respond(ctx, s, dpsResponseTopic(202, t.rid, 1), dpsOperationStatus{OperationID: op, Status: string(gatehouse.RegAssigning)})
+		s.prov.issued.Store(reg.OperationID, e)
+		// The registration is committed: the answer is its final state
+		// (200, "assigned"), which the DPS SDKs accept in place of a 202
+		// "assigning" and a poll. The operation can still be polled.
+		b.respond(ctx, s, dpsResponseTopic(200, t.rid, 0), dpsOperationStatus{OperationID: reg.OperationID, Status: string(reg.Status),
+			RegistrationState: dpsState(reg, e)})
 	case dpsPoll:
 		reg, _, err := b.prov.Operation(ctx, s.prov.req, t.operationID)
 		if err != nil {
 			b.dpsError(ctx, s, t.rid, err)
 			return
 		}
-		st := &dpsRegistrationState{
-			RegistrationID: reg.RegistrationID, AssignedHub: reg.AssignedHub, DeviceID: reg.DeviceID,
-			Status: string(reg.Status), Substatus: reg.Substatus, ETag: reg.ETag,
-			CreatedDateTimeUTC: dpsTime(reg.CreatedAt), LastUpdatedDateTimeUTC: dpsTime(reg.UpdatedAt),
+		var e *issuedEntry
+		if v, ok := s.prov.issued.Load(reg.OperationID); ok {
+			e = v.(*issuedEntry)
 		}
-		if reg.ErrorCode != "" {
-			e, ok := dpsErrors[reg.ErrorCode]
-			if !ok {
-				e = dpsErrors[gatehouse.EInternal]
-			}
-			st.ErrorCode, st.ErrorMessage = e.code, reg.ErrorMessage
-			if e.status == 401 {
-				st.ErrorMessage = dpsOpaque
-			}
-		}
-		if v, ok := s.prov.issued.Load(reg.OperationID); ok && reg.Status == gatehouse.RegAssigned {
-			e := v.(*issuedEntry)
-			st.Payload, st.IssuedCertificateChain = e.payload, e.chain
-		}
+		st := dpsState(reg, e)
 		status, retry := 200, 0
 		if reg.Status == gatehouse.RegAssigning {
 			status, retry = 202, 1
 		}
 		b.respond(ctx, s, dpsResponseTopic(status, t.rid, retry), dpsOperationStatus{OperationID: reg.OperationID, Status: string(reg.Status), RegistrationState: st})
 	}
+}
+
+// dpsState is a registration's state as DPS answers it, with what the
+// registration produced (e: certificate chain, custom allocation payload;
+// nil if this connection did not register) if it is assigned.
+func dpsState(reg *gatehouse.Registration, e *issuedEntry) *dpsRegistrationState {
+	st := &dpsRegistrationState{
+		RegistrationID: reg.RegistrationID, AssignedHub: reg.AssignedHub, DeviceID: reg.DeviceID,
+		Status: string(reg.Status), Substatus: reg.Substatus, ETag: reg.ETag,
+		CreatedDateTimeUTC: dpsTime(reg.CreatedAt), LastUpdatedDateTimeUTC: dpsTime(reg.UpdatedAt),
+	}
+	if reg.ErrorCode != "" {
+		de, ok := dpsErrors[reg.ErrorCode]
+		if !ok {
+			de = dpsErrors[gatehouse.EInternal]
+		}
+		st.ErrorCode, st.ErrorMessage = de.code, reg.ErrorMessage
+		if de.status == 401 {
+			st.ErrorMessage = dpsOpaque
+		}
+	}
+	if e != nil && reg.Status == gatehouse.RegAssigned {
+		st.Payload, st.IssuedCertificateChain = e.payload, e.chain
+	}
+	return st
 }
 
 func (b *Broker) dpsError(ctx context.Context, s *session, rid string, err error) {

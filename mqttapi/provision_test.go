@@ -92,15 +92,21 @@ func TestDPSProvisioning(t *testing.T) {
 	if r := c.publish(t, "$dps/registrations/PUT/iotdps-register/?$rid=1", string(body)); r != 0 {
 		t.Fatalf("register publish: 0x%02x", r)
 	}
+	// The registration is done before the answer: it is the final state.
 	topic, msg := c.waitPrefix(t, "$dps/registrations/res/", 10*time.Second)
-	if topic != "$dps/registrations/res/202/?$rid=1&retry-after=1" {
+	if topic != "$dps/registrations/res/200/?$rid=1" {
 		t.Fatalf("register answer on %q: %s", topic, msg)
 	}
 	var op struct {
-		OperationID string `json:"operationId"`
-		Status      string `json:"status"`
+		OperationID       string `json:"operationId"`
+		Status            string `json:"status"`
+		RegistrationState struct {
+			DeviceID               string   `json:"deviceId"`
+			IssuedCertificateChain []string `json:"issuedCertificateChain"`
+		} `json:"registrationState"`
 	}
-	if err := json.Unmarshal([]byte(msg), &op); err != nil || op.OperationID == "" || op.Status != "assigning" {
+	if err := json.Unmarshal([]byte(msg), &op); err != nil || op.OperationID == "" || op.Status != "assigned" ||
+		op.RegistrationState.DeviceID != vectorRegID || len(op.RegistrationState.IssuedCertificateChain) < 2 {
 		t.Fatalf("register answer %s (%v)", msg, err)
 	}
 	c.publish(t, "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=2&operationId="+op.OperationID, "")
