@@ -44,7 +44,7 @@
 // Errors are {"errorCode", "trackingId", "message", "timestampUtc"}; the
 // trackingId is logged with the cause. Every 401 carries the same message,
 // so that a client cannot tell an unknown scope or registration ID from a
-// wrong key. The table (dpsErrors):
+// wrong key. The table (package dpswire, shared with the MQTT dialect):
 //
 //	gatehouse code                                   HTTP  errorCode
 //	invalid, invalid_id, invalid_json, unknown_field,

@@ -10,59 +10,12 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
+	"github.com/gatehouse-iot/gatehouse/dpswire"
 	"github.com/gatehouse-iot/gatehouse/provision"
 )
 
 // DPS API versions the Azure device SDKs send.
 var dpsAPIVersions = map[string]bool{"2019-03-31": true, "2021-06-01": true}
-
-// dpsError is how the DPS dialect answers one gatehouse error code.
-type dpsError struct {
-	status int // HTTP status
-	code   int // the numeric errorCode of the body
-}
-
-// dpsErrors is the DPS dialect's one error table. Codes missing here are
-// answered as internal errors (and logged). See the package documentation
-// for the same table in prose.
-var dpsErrors = map[string]dpsError{
-	gatehouse.EInvalid:           {http.StatusBadRequest, 400004},
-	gatehouse.EInvalidID:         {http.StatusBadRequest, 400004},
-	gatehouse.EInvalidJSON:       {http.StatusBadRequest, 400004},
-	gatehouse.EUnknownField:      {http.StatusBadRequest, 400004},
-	gatehouse.ETooLarge:          {http.StatusBadRequest, 400004},
-	gatehouse.ECSRInvalid:        {http.StatusBadRequest, 400004},
-	gatehouse.EUnsupportedKey:    {http.StatusBadRequest, 400004},
-	gatehouse.EInvalidPEM:        {http.StatusBadRequest, 400004},
-	gatehouse.EInvalidTransition: {http.StatusBadRequest, 400004},
-	gatehouse.EUnsupportedMedia:  {http.StatusUnsupportedMediaType, 415001},
-	gatehouse.EBodyTooLarge:      {http.StatusRequestEntityTooLarge, 413001},
-
-	// One answer, so that a client cannot tell an unknown registration ID
-	// (or scope) from a wrong key: see dpsOpaque.
-	gatehouse.EUnauthenticated:    {http.StatusUnauthorized, 401002},
-	gatehouse.EAttestationFailed:  {http.StatusUnauthorized, 401002},
-	gatehouse.EEnrollmentNotFound: {http.StatusUnauthorized, 401002},
-
-	gatehouse.EForbidden:          {http.StatusForbidden, 403000},
-	gatehouse.EEnrollmentDisabled: {http.StatusForbidden, 403001},
-	gatehouse.EEnrollmentExpired:  {http.StatusForbidden, 403002},
-	gatehouse.EDeviceDisabled:     {http.StatusForbidden, 403003},
-	gatehouse.EDeviceQuarantined:  {http.StatusForbidden, 403004},
-	gatehouse.EReprovisionRefused: {http.StatusForbidden, 403005},
-	gatehouse.EWebhookDenied:      {http.StatusForbidden, 403006},
-	gatehouse.EQuotaExceeded:      {http.StatusForbidden, 403007},
-	gatehouse.ECredentialDenied:   {http.StatusForbidden, 403008},
-
-	gatehouse.ENotFound:           {http.StatusNotFound, 404201},
-	gatehouse.EMethodNotAllowed:   {http.StatusMethodNotAllowed, 405001},
-	gatehouse.EConflict:           {http.StatusConflict, 409001},
-	gatehouse.EPreconditionFailed: {http.StatusPreconditionFailed, 412002},
-	gatehouse.ERateLimited:        {http.StatusTooManyRequests, 429001},
-	gatehouse.EInternal:           {http.StatusInternalServerError, 500000},
-	gatehouse.EWebhookFailed:      {http.StatusServiceUnavailable, 503000},
-	gatehouse.EUnavailable:        {http.StatusServiceUnavailable, 503000},
-}
 
 // dpsOpaque is the message of every 401: it never says whether the scope,
 // the registration ID or the proof was wrong.
@@ -72,23 +25,12 @@ type dps struct{}
 
 func (dps) name() string { return "dps" }
 
-// dpsErrorBody is the body of a DPS error response.
-type dpsErrorBody struct {
-	ErrorCode    int    `json:"errorCode"`
-	TrackingID   string `json:"trackingId"`
-	Message      string `json:"message"`
-	TimestampUTC string `json:"timestampUtc"`
-}
-
 func (d dps) writeError(h *handler, w http.ResponseWriter, r *http.Request, err error) {
 	code, msg := gatehouse.ErrorCode(err), gatehouse.ErrorMessage(err)
-	e, known := dpsErrors[code]
+	e, known := dpswire.Error(code)
 	tracking := newTrackingID()
 	h.logFailure(r, d, code, known, err, "tracking_id", tracking)
-	if !known {
-		e, msg = dpsErrors[gatehouse.EInternal], gatehouse.ErrorMessage(err)
-	}
-	switch e.status {
+	switch e.HTTP {
 	case http.StatusUnauthorized:
 		msg = dpsOpaque
 	case http.StatusTooManyRequests:
@@ -98,7 +40,7 @@ func (d dps) writeError(h *handler, w http.ResponseWriter, r *http.Request, err 
 	case http.StatusInternalServerError:
 		msg = "internal error; the server log has the details (trackingId " + tracking + ")"
 	}
-	writeJSON(w, e.status, dpsErrorBody{ErrorCode: e.code, TrackingID: tracking, Message: msg,
+	writeJSON(w, e.HTTP, dpswire.ErrorBody{ErrorCode: e.Code, TrackingID: tracking, Message: msg,
 		TimestampUTC: h.now().UTC().Format(time.RFC3339Nano)})
 }
 
@@ -244,29 +186,6 @@ func hasSchemePrefix(authz, scheme string) bool {
 	return len(authz) > len(scheme) && strings.EqualFold(authz[:len(scheme)], scheme) && (authz[len(scheme)] == ' ' || authz[len(scheme)] == '\t')
 }
 
-// dpsOperationStatus is the answer to a registration or a poll.
-type dpsOperationStatus struct {
-	OperationID       string                `json:"operationId"`
-	Status            string                `json:"status"`
-	RegistrationState *dpsRegistrationState `json:"registrationState,omitempty"`
-}
-
-// dpsRegistrationState is DPS's DeviceRegistrationResult.
-type dpsRegistrationState struct {
-	RegistrationID         string          `json:"registrationId"`
-	CreatedDateTimeUTC     string          `json:"createdDateTimeUtc,omitempty"`
-	AssignedHub            string          `json:"assignedHub,omitempty"`
-	DeviceID               string          `json:"deviceId,omitempty"`
-	Status                 string          `json:"status"`
-	Substatus              string          `json:"substatus,omitempty"`
-	ErrorCode              int             `json:"errorCode,omitempty"`
-	ErrorMessage           string          `json:"errorMessage,omitempty"`
-	LastUpdatedDateTimeUTC string          `json:"lastUpdatedDateTimeUtc,omitempty"`
-	ETag                   string          `json:"etag,omitempty"`
-	Payload                json.RawMessage `json:"payload,omitempty"`
-	IssuedCertificateChain []string        `json:"issuedCertificateChain,omitempty"`
-}
-
 // dpsRegister handles PUT /{scope}/registrations/{registrationId}/register.
 // The registration is committed before the answer, so the answer is the
 // final state (200, status "assigned", the registration state), which the
@@ -303,36 +222,18 @@ func (h *handler) dpsRegister(w http.ResponseWriter, r *http.Request) error {
 		h.issued.put(req.Scope+"/"+req.RegistrationID, e)
 	}
 	reg := res.Registration
-	writeJSON(w, http.StatusOK, dpsOperationStatus{OperationID: op, Status: string(reg.Status), RegistrationState: dpsState(reg, e)})
+	writeJSON(w, http.StatusOK, dpswire.OperationStatus{OperationID: op, Status: string(reg.Status), RegistrationState: dpsState(reg, e)})
 	return nil
 }
 
 // dpsState is a registration's state as DPS answers it, with what the
-// registration produced (certificate chain, custom allocation payload) if
-// it is assigned.
-func dpsState(reg *gatehouse.Registration, e issuedEntry) *dpsRegistrationState {
-	st := &dpsRegistrationState{
-		RegistrationID: reg.RegistrationID, AssignedHub: reg.AssignedHub, DeviceID: reg.DeviceID,
-		Status: string(reg.Status), Substatus: reg.Substatus, ETag: reg.ETag,
-		CreatedDateTimeUTC: dpsTime(reg.CreatedAt), LastUpdatedDateTimeUTC: dpsTime(reg.UpdatedAt),
+// registration produced (e) if it is assigned.
+func dpsState(reg *gatehouse.Registration, e issuedEntry) *dpswire.RegistrationState {
+	var chain []string
+	for _, der := range e.chain {
+		chain = append(chain, base64.StdEncoding.EncodeToString(der))
 	}
-	if reg.ErrorCode != "" {
-		de, ok := dpsErrors[reg.ErrorCode]
-		if !ok {
-			de = dpsErrors[gatehouse.EInternal]
-		}
-		st.ErrorCode, st.ErrorMessage = de.code, reg.ErrorMessage
-		if de.status == http.StatusUnauthorized {
-			st.ErrorMessage = dpsOpaque
-		}
-	}
-	if reg.Status == gatehouse.RegAssigned {
-		st.Payload = e.payload
-		for _, der := range e.chain {
-			st.IssuedCertificateChain = append(st.IssuedCertificateChain, base64.StdEncoding.EncodeToString(der))
-		}
-	}
-	return st
+	return dpswire.State(reg, dpsOpaque, e.payload, chain)
 }
 
 // dpsOperation handles GET .../operations/{operationId}: the device proves
@@ -367,15 +268,8 @@ func (h *handler) dpsOperation(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Retry-After", "1")
 		status = http.StatusAccepted
 	}
-	writeJSON(w, status, dpsOperationStatus{OperationID: reg.OperationID, Status: string(reg.Status), RegistrationState: st})
+	writeJSON(w, status, dpswire.OperationStatus{OperationID: reg.OperationID, Status: string(reg.Status), RegistrationState: st})
 	return nil
-}
-
-func dpsTime(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(time.RFC3339Nano)
 }
 
 // writeJSON writes v as a JSON response.

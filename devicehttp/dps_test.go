@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse"
 	"github.com/gatehouse-iot/gatehouse/ca"
+	"github.com/gatehouse-iot/gatehouse/dpswire"
 	"github.com/gatehouse-iot/gatehouse/registry"
 )
 
@@ -30,7 +31,7 @@ func operationPath(regID, op string) string {
 // dpsRegister registers over DPS: the answer is the final state at once
 // (200, assigned); polling the operation, as an SDK may still do, answers
 // the same. It returns the poll's answer.
-func (e *env) dpsRegister(c *http.Client, regID, authz string, body []byte) *dpsOperationStatus {
+func (e *env) dpsRegister(c *http.Client, regID, authz string, body []byte) *dpswire.OperationStatus {
 	e.t.Helper()
 	if body == nil {
 		body = jsonBody(e.t, map[string]string{"registrationId": regID})
@@ -43,7 +44,7 @@ func (e *env) dpsRegister(c *http.Client, regID, authz string, body []byte) *dps
 	if r.status != http.StatusOK {
 		e.t.Fatalf("register %s: got %d %s, want 200", regID, r.status, r.body)
 	}
-	var op dpsOperationStatus
+	var op dpswire.OperationStatus
 	r.json(e.t, &op)
 	if op.OperationID == "" || op.Status != "assigned" || op.RegistrationState == nil || op.RegistrationState.Status != "assigned" {
 		e.t.Fatalf("register %s: got %s, want an operationId and status assigned with the registration state", regID, r.body)
@@ -52,7 +53,7 @@ func (e *env) dpsRegister(c *http.Client, regID, authz string, body []byte) *dps
 	if r.status != http.StatusOK {
 		e.t.Fatalf("poll %s: got %d %s, want 200", regID, r.status, r.body)
 	}
-	var st dpsOperationStatus
+	var st dpswire.OperationStatus
 	r.json(e.t, &st)
 	if st.OperationID != op.OperationID {
 		e.t.Errorf("poll: operationId %q, want %q", st.OperationID, op.OperationID)
@@ -65,14 +66,14 @@ func (e *env) dpsRegister(c *http.Client, regID, authz string, body []byte) *dps
 }
 
 // dpsRefused registers and expects the error with status and errorCode.
-func (e *env) dpsRefused(c *http.Client, regID, authz string, status, code int) *dpsErrorBody {
+func (e *env) dpsRefused(c *http.Client, regID, authz string, status, code int) *dpswire.ErrorBody {
 	e.t.Helper()
 	hdr := []string{"Content-Type", "application/json"}
 	if authz != "" {
 		hdr = append(hdr, "Authorization", authz)
 	}
 	r := e.do(c, http.MethodPut, registerPath(regID), jsonBody(e.t, map[string]string{"registrationId": regID}), hdr...)
-	var body dpsErrorBody
+	var body dpswire.ErrorBody
 	r.json(e.t, &body)
 	if r.status != status || body.ErrorCode != code {
 		e.t.Fatalf("register %s: got %d %s, want %d with errorCode %d", regID, r.status, r.body, status, code)
@@ -139,10 +140,10 @@ func TestDPSIndividualSymmetricKey(t *testing.T) {
 	if r.status != http.StatusOK {
 		t.Fatalf("got %d %s, want 200", r.status, r.body)
 	}
-	var op dpsOperationStatus
+	var op dpswire.OperationStatus
 	r.json(t, &op)
 	r = e.do(nil, http.MethodGet, "/default/registrations/dev-ind-1/operations/"+op.OperationID+"?api-version=2021-06-01", nil, "Authorization", sas)
-	var st dpsOperationStatus
+	var st dpswire.OperationStatus
 	r.json(t, &st)
 	if r.status != http.StatusOK || st.Status != "assigned" || st.RegistrationState.DeviceID != "dev-ind-1" {
 		t.Fatalf("poll: got %d %s", r.status, r.body)
@@ -183,7 +184,7 @@ func TestDPSRefusals(t *testing.T) {
 	// An unknown scope: the same answer as a wrong key.
 	r := e.do(nil, http.MethodPut, "/nosuch/registrations/dev-x/register"+apiVersion, []byte(`{"registrationId":"dev-x"}`),
 		"Authorization", sasToken(t, wrongKey, "nosuch", "dev-x", soon, false))
-	var unknownScope dpsErrorBody
+	var unknownScope dpswire.ErrorBody
 	r.json(t, &unknownScope)
 	if r.status != 401 || unknownScope.ErrorCode != 401002 {
 		t.Fatalf("unknown scope: got %d %s, want 401 401002", r.status, r.body)
@@ -191,7 +192,7 @@ func TestDPSRefusals(t *testing.T) {
 	// No credentials at all, or another scheme.
 	e.dpsRefused(nil, "dev-none", "", 401, 401002)
 	e.dpsRefused(nil, "dev-bearer", "Bearer abc", 401, 401002)
-	for _, b := range []*dpsErrorBody{indWrong, &unknownScope} {
+	for _, b := range []*dpswire.ErrorBody{indWrong, &unknownScope} {
 		if b.Message != wrong.Message {
 			t.Errorf("message %q differs from %q: the answers must not tell the cases apart", b.Message, wrong.Message)
 		}
@@ -247,7 +248,7 @@ func TestDPSX509Chain(t *testing.T) {
 	e.srv = srv2
 	r := e.do(c, http.MethodGet, operationPath("dev-x509-1", st.OperationID), nil)
 	e.srv = node1
-	var st2 dpsOperationStatus
+	var st2 dpswire.OperationStatus
 	r.json(t, &st2)
 	if r.status != http.StatusOK || st2.Status != "assigned" || !slices.Equal(st2.RegistrationState.IssuedCertificateChain, rs.IssuedCertificateChain) {
 		t.Errorf("poll on another node: %d %s, want the same issuedCertificateChain", r.status, r.body)
@@ -393,7 +394,7 @@ func TestDPSBadRequests(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			regID := strings.Split(strings.TrimPrefix(tc.path, "/default/registrations/"), "/")[0]
 			r := e.do(nil, tc.method, tc.path, []byte(tc.body), "Authorization", sasFor(regID), "Content-Type", "application/json")
-			var body dpsErrorBody
+			var body dpswire.ErrorBody
 			r.json(t, &body)
 			if r.status != tc.status || body.ErrorCode != tc.code {
 				t.Fatalf("got %d %s, want %d with errorCode %d", r.status, r.body, tc.status, tc.code)

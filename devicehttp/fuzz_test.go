@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
+	"github.com/gatehouse-iot/gatehouse/dpswire"
 	"github.com/gatehouse-iot/gatehouse/registry"
 )
 
@@ -31,7 +32,7 @@ func FuzzDecodeDPSBody(f *testing.F) {
 			default:
 				t.Fatalf("unexpected code %q: %v", code, err)
 			}
-			if _, ok := dpsErrors[gatehouse.ErrorCode(err)]; !ok {
+			if _, ok := dpswire.Error(gatehouse.ErrorCode(err)); !ok {
 				t.Fatalf("code %q is not in the DPS table", gatehouse.ErrorCode(err))
 			}
 			return

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
+	"github.com/gatehouse-iot/gatehouse/dpswire"
 	"github.com/gatehouse-iot/gatehouse/provision"
 )
 
@@ -66,80 +67,14 @@ func (b *Broker) respond(ctx context.Context, s *session, topic string, body any
 
 // DPS ---------------------------------------------------------------------
 
-// dpsStatus is how the DPS dialect answers one error code: the HTTP-like
-// status in the topic and the numeric errorCode of the body.
-type dpsStatus struct {
-	status int
-	code   int
-}
-
-// dpsErrors is the DPS MQTT dialect's one error table (the same numbers as
-// the HTTPS dialect). Missing codes answer 500.
-var dpsErrors = map[string]dpsStatus{
-	gatehouse.EInvalid:            {400, 400004},
-	gatehouse.EInvalidID:          {400, 400004},
-	gatehouse.EInvalidJSON:        {400, 400004},
-	gatehouse.EUnknownField:       {400, 400004},
-	gatehouse.ETooLarge:           {400, 400004},
-	gatehouse.ECSRInvalid:         {400, 400004},
-	gatehouse.EUnsupportedKey:     {400, 400004},
-	gatehouse.EInvalidPEM:         {400, 400004},
-	gatehouse.EUnauthenticated:    {401, 401002},
-	gatehouse.EAttestationFailed:  {401, 401002},
-	gatehouse.EEnrollmentNotFound: {401, 401002},
-	gatehouse.EForbidden:          {403, 403000},
-	gatehouse.EEnrollmentDisabled: {403, 403001},
-	gatehouse.EEnrollmentExpired:  {403, 403002},
-	gatehouse.EDeviceDisabled:     {403, 403003},
-	gatehouse.EDeviceQuarantined:  {403, 403004},
-	gatehouse.EReprovisionRefused: {403, 403005},
-	gatehouse.EWebhookDenied:      {403, 403006},
-	gatehouse.EQuotaExceeded:      {403, 403007},
-	gatehouse.ECredentialDenied:   {403, 403008},
-	gatehouse.ENotFound:           {404, 404201},
-	gatehouse.EConflict:           {409, 409001},
-	gatehouse.ERateLimited:        {429, 429001},
-	gatehouse.EInternal:           {500, 500000},
-	gatehouse.EWebhookFailed:      {503, 503000},
-	gatehouse.EUnavailable:        {503, 503000},
-}
-
 // dpsOpaque is the message of every 401.
 const dpsOpaque = "authentication failed: send a valid SAS token or a client certificate chain enrolled in this ID scope"
-
-type dpsErrorBody struct {
-	ErrorCode    int    `json:"errorCode"`
-	TrackingID   string `json:"trackingId"`
-	Message      string `json:"message"`
-	TimestampUTC string `json:"timestampUtc"`
-}
 
 type dpsRegisterBody struct {
 	RegistrationID *string         `json:"registrationId"`
 	Payload        json.RawMessage `json:"payload"`
 	CSR            *string         `json:"csr"`
 	TPM            json.RawMessage `json:"tpm"`
-}
-
-type dpsOperationStatus struct {
-	OperationID       string                `json:"operationId"`
-	Status            string                `json:"status"`
-	RegistrationState *dpsRegistrationState `json:"registrationState,omitempty"`
-}
-
-type dpsRegistrationState struct {
-	RegistrationID         string          `json:"registrationId"`
-	CreatedDateTimeUTC     string          `json:"createdDateTimeUtc,omitempty"`
-	AssignedHub            string          `json:"assignedHub,omitempty"`
-	DeviceID               string          `json:"deviceId,omitempty"`
-	Status                 string          `json:"status"`
-	Substatus              string          `json:"substatus,omitempty"`
-	ErrorCode              int             `json:"errorCode,omitempty"`
-	ErrorMessage           string          `json:"errorMessage,omitempty"`
-	LastUpdatedDateTimeUTC string          `json:"lastUpdatedDateTimeUtc,omitempty"`
-	ETag                   string          `json:"etag,omitempty"`
-	Payload                json.RawMessage `json:"payload,omitempty"`
-	IssuedCertificateChain []string        `json:"issuedCertificateChain,omitempty"`
 }
 
 // issuedEntry is what a registration produced that the poll answer
@@ -233,7 +168,7 @@ func (b *Broker) handleDPS(ctx context.Context, s *session, t dpsTopic, body []b
 		// The registration is committed: the answer is its final state
 		// (200, "assigned"), which the DPS SDKs accept in place of a 202
 		// "assigning" and a poll. The operation can still be polled.
-		b.respond(ctx, s, dpsResponseTopic(200, t.rid, 0), dpsOperationStatus{OperationID: reg.OperationID, Status: string(reg.Status),
+		b.respond(ctx, s, dpsResponseTopic(200, t.rid, 0), dpswire.OperationStatus{OperationID: reg.OperationID, Status: string(reg.Status),
 			RegistrationState: dpsState(reg, e)})
 	case dpsPoll:
 		reg, _, err := b.prov.Operation(ctx, s.prov.req, t.operationID)
@@ -250,47 +185,29 @@ func (b *Broker) handleDPS(ctx context.Context, s *session, t dpsTopic, body []b
 		if reg.Status == gatehouse.RegAssigning {
 			status, retry = 202, 1
 		}
-		b.respond(ctx, s, dpsResponseTopic(status, t.rid, retry), dpsOperationStatus{OperationID: reg.OperationID, Status: string(reg.Status), RegistrationState: st})
+		b.respond(ctx, s, dpsResponseTopic(status, t.rid, retry), dpswire.OperationStatus{OperationID: reg.OperationID, Status: string(reg.Status), RegistrationState: st})
 	}
 }
 
 // dpsState is a registration's state as DPS answers it, with what the
-// registration produced (e: certificate chain, custom allocation payload;
-// nil if this connection did not register) if it is assigned.
-func dpsState(reg *gatehouse.Registration, e *issuedEntry) *dpsRegistrationState {
-	st := &dpsRegistrationState{
-		RegistrationID: reg.RegistrationID, AssignedHub: reg.AssignedHub, DeviceID: reg.DeviceID,
-		Status: string(reg.Status), Substatus: reg.Substatus, ETag: reg.ETag,
-		CreatedDateTimeUTC: dpsTime(reg.CreatedAt), LastUpdatedDateTimeUTC: dpsTime(reg.UpdatedAt),
+// registration produced (e; nil if this connection did not register) if it
+// is assigned.
+func dpsState(reg *gatehouse.Registration, e *issuedEntry) *dpswire.RegistrationState {
+	if e == nil {
+		e = &issuedEntry{}
 	}
-	if reg.ErrorCode != "" {
-		de, ok := dpsErrors[reg.ErrorCode]
-		if !ok {
-			de = dpsErrors[gatehouse.EInternal]
-		}
-		st.ErrorCode, st.ErrorMessage = de.code, reg.ErrorMessage
-		if de.status == 401 {
-			st.ErrorMessage = dpsOpaque
-		}
-	}
-	if e != nil && reg.Status == gatehouse.RegAssigned {
-		st.Payload, st.IssuedCertificateChain = e.payload, e.chain
-	}
-	return st
+	return dpswire.State(reg, dpsOpaque, e.payload, e.chain)
 }
 
 func (b *Broker) dpsError(ctx context.Context, s *session, rid string, err error) {
 	code, msg := gatehouse.ErrorCode(err), gatehouse.ErrorMessage(err)
-	e, known := dpsErrors[code]
+	e, known := dpswire.Error(code)
 	tracking := newTrackingID()
-	if !known || e.status >= 500 {
+	if !known || e.HTTP >= 500 {
 		b.log.Error("mqtt: dps request failed", "scope", s.scope, "device_id", s.id, "tracking_id", tracking, "err", err)
 	}
-	if !known {
-		e = dpsErrors[gatehouse.EInternal]
-	}
 	retry := 0
-	switch e.status {
+	switch e.HTTP {
 	case 401:
 		msg = dpsOpaque
 	case 429:
@@ -300,7 +217,7 @@ func (b *Broker) dpsError(ctx context.Context, s *session, rid string, err error
 	case 500:
 		msg = "internal error; the server log has the details (trackingId " + tracking + ")"
 	}
-	b.respond(ctx, s, dpsResponseTopic(e.status, rid, retry), dpsErrorBody{ErrorCode: e.code, TrackingID: tracking, Message: msg,
+	b.respond(ctx, s, dpsResponseTopic(e.HTTP, rid, retry), dpswire.ErrorBody{ErrorCode: e.Code, TrackingID: tracking, Message: msg,
 		TimestampUTC: time.Now().UTC().Format(time.RFC3339Nano)})
 }
 
@@ -309,13 +226,6 @@ func retrySeconds(err error, def int) int {
 		return int(d.Seconds() + 0.5)
 	}
 	return def
-}
-
-func dpsTime(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(time.RFC3339Nano)
 }
 
 func newTrackingID() string {
