@@ -123,18 +123,17 @@ func TestImportJobLimitsAPI(t *testing.T) {
 		first <- res
 	}()
 	pw.Write([]byte("id\nslow-1\n"))
-	// Once the first upload holds the slot, the next is refused.
+	// Once the first upload holds the slot, the next is refused. (Asking
+	// earlier would race it: a probe that got the slot first would have the
+	// slow upload refused instead.)
 	deadline := time.Now().Add(10 * time.Second)
-	var r *resp
-	for {
-		r = e.do("POST", "/v1/scopes/default/import-jobs", e.admin, "id\nx-1\n", "Content-Type", mediaCSV)
-		if r.status == 429 || time.Now().After(deadline) {
-			break
+	for e.reg.ImportJobsActive() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow upload never took the job slot")
 		}
-		var j registry.ImportJobInfo
-		r.want(t, http.StatusAccepted).decode(t, &j)
-		e.waitJob("default", j.ID, e.admin)
+		time.Sleep(5 * time.Millisecond)
 	}
+	r := e.do("POST", "/v1/scopes/default/import-jobs", e.admin, "id\nx-1\n", "Content-Type", mediaCSV)
 	r.problem(t, 429, gatehouse.ERateLimited)
 	if got := r.header.Get("Retry-After"); got != importJobRetryAfter {
 		t.Errorf("Retry-After %q, want %q", got, importJobRetryAfter)

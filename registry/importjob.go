@@ -218,6 +218,17 @@ func (s *Service) jobRunner() (*jobRunner, error) {
 	return s.jobs, nil
 }
 
+// ImportJobsActive is how many import jobs this node uploads or runs now
+// (at most ImportJobConfig.MaxConcurrent).
+func (s *Service) ImportJobsActive() int {
+	if s.jobs == nil {
+		return 0
+	}
+	s.jobs.mu.Lock()
+	defer s.jobs.mu.Unlock()
+	return len(s.jobs.active)
+}
+
 // CreateImportJob spools req.Body (encrypted) and runs the import in the
 // background. It returns the job, queued, once the upload is on disk and
 // the job is in the database.
@@ -285,11 +296,17 @@ func (s *Service) CreateImportJob(ctx context.Context, p *gatehouse.Principal, s
 	r.mu.Unlock()
 	go func() {
 		defer r.wg.Done()
-		defer r.release(id)
 		defer stop()
-		defer os.Remove(r.spoolPath(id))
-		defer clear(key)
-		s.runImportJob(jobCtx, j, p, key)
+		// The slot and the spool are given up before the job's end is
+		// committed, so a client that sees the job finished can start the
+		// next at once.
+		release := sync.OnceFunc(func() {
+			clear(key)
+			os.Remove(r.spoolPath(id))
+			r.release(id)
+		})
+		defer release()
+		s.runImportJob(jobCtx, j, p, key, release)
 	}()
 	return importJobInfo(j), nil
 }
@@ -358,7 +375,9 @@ var errJobCanceled = gatehouse.Errorf(gatehouse.EConflict, "the import job was c
 var errJobEnded = gatehouse.Errorf(gatehouse.EConflict, "the import job has ended elsewhere")
 
 // runImportJob runs a spooled job to its end and records how it ended.
-func (s *Service) runImportJob(ctx context.Context, j *gatehouse.ImportJob, p *gatehouse.Principal, key []byte) {
+// release is called once the spool is no longer needed, before the end is
+// recorded.
+func (s *Service) runImportJob(ctx context.Context, j *gatehouse.ImportJob, p *gatehouse.Principal, key []byte, release func()) {
 	started := false
 	err := s.update(ctx, func(tx gatehouse.Tx, _ *eventLog) error {
 		cur, err := tx.GetImportJob(j.Scope, j.ID)
@@ -373,10 +392,12 @@ func (s *Service) runImportJob(ctx context.Context, j *gatehouse.ImportJob, p *g
 		return tx.UpdateImportJob(cur)
 	})
 	if err != nil || !started {
+		release()
 		s.finishImportJob(ctx, j, nil, err)
 		return
 	}
 	sum, err := s.importFromSpoolSafely(ctx, j, p, key)
+	release()
 	s.finishImportJob(ctx, j, sum, err)
 }
 

@@ -454,6 +454,13 @@ func TestImportJobLimits(t *testing.T) {
 			t.Errorf("second job at once: got %v, want rate_limited", err)
 		}
 		n.wait(t, "default", job.ID, "finished", finished)
+		// A job seen finished has given up its slot and its spool.
+		if a := n.reg.ImportJobsActive(); a != 0 {
+			t.Errorf("after the job finished: %d jobs active, want 0", a)
+		}
+		if _, err := os.Stat(filepath.Join(n.dir, job.ID+".spool")); !os.IsNotExist(err) {
+			t.Errorf("after the job finished, its spool: %v, want deleted", err)
+		}
 		_, err = n.reg.CreateImportJob(ctx, n.admin, "default", registry.ImportJobCreate{Format: registry.ImportCSV, Body: strings.NewReader(deviceFile(10000))})
 		if gatehouse.ErrorCode(err) != gatehouse.EBodyTooLarge {
 			t.Errorf("upload over the limit: got %v, want body_too_large", err)
