@@ -3,7 +3,10 @@ package gatehouse
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"regexp"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -84,6 +87,22 @@ const (
 type Endpoint struct {
 	Host   string `json:"host"`
 	Weight int    `json:"weight,omitempty"` // for hashed allocation; default 1
+}
+
+// ValidateEndpointHost checks an endpoint: a host name or address, with an
+// optional port.
+func ValidateEndpointHost(h string) error {
+	host := h
+	if hh, port, err := net.SplitHostPort(h); err == nil {
+		host = hh
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return Errorf(EInvalid, "endpoint %q: the port must be a number from 1 to 65535", truncate(h, 64))
+		}
+	}
+	if host == "" || len(h) > 253 || strings.ContainsAny(host, "/ @?#:[]") && net.ParseIP(host) == nil {
+		return Errorf(EInvalid, "endpoint host %q is not a host name or address", truncate(h, 64))
+	}
+	return nil
 }
 
 // Allocation configures how an enrollment assigns devices to endpoints.

@@ -10,7 +10,8 @@ import (
 	"github.com/gatehouse-iot/gatehouse"
 )
 
-// allocate picks the endpoint a device should use next.
+// allocate picks the endpoint a device should use next: the enrollment's,
+// else the node's default hub (which may be empty).
 func (s *Service) allocate(ctx context.Context, e *gatehouse.Enrollment, key []byte, req Request, deviceID string) (string, json.RawMessage, error) {
 	a := e.Allocation
 	switch a.Policy {
@@ -31,12 +32,15 @@ func (s *Service) allocate(ctx context.Context, e *gatehouse.Enrollment, key []b
 		}
 		return v.AssignedHub, v.Payload, nil
 	case gatehouse.AllocateHashed:
-		return Rendezvous(a.Endpoints, deviceID), nil, nil
+		if hub := Rendezvous(a.Endpoints, deviceID); hub != "" {
+			return hub, nil, nil
+		}
+	default:
+		if len(a.Endpoints) > 0 {
+			return a.Endpoints[0].Host, nil, nil
+		}
 	}
-	if len(a.Endpoints) > 0 {
-		return a.Endpoints[0].Host, nil, nil
-	}
-	return "", nil, nil
+	return s.defaultHub, nil, nil
 }
 
 // Rendezvous picks an endpoint by weighted rendezvous hashing: stable for a

@@ -447,6 +447,38 @@ func TestHashedAllocationIsStableAndWeighted(t *testing.T) {
 	}
 }
 
+// TestDefaultHub: an enrollment without endpoints assigns the node's
+// default hub; one with endpoints assigns its own; without a default the
+// hub stays empty.
+func TestDefaultHub(t *testing.T) {
+	f := newFixture(t, provision.WithDefaultHub("mqtt.example.com"))
+	plain := f.enroll(t, `{"id":"plain","type":"group","attestation":{"type":"symmetric_key"}}`)
+	own := f.enroll(t, `{"id":"own","type":"group","attestation":{"type":"symmetric_key"},"allocation":{"endpoints":[{"host":"hub-a.example.com:8884"}]}}`)
+	hashed := f.enroll(t, `{"id":"hashed","type":"group","attestation":{"type":"symmetric_key"},"allocation":{"policy":"hashed"}}`)
+	for _, tt := range []struct {
+		e    *gatehouse.Enrollment
+		id   string
+		want string
+	}{{plain, "h-1", "mqtt.example.com"}, {own, "h-2", "hub-a.example.com:8884"}, {hashed, "h-3", "mqtt.example.com"}} {
+		res, err := f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: tt.id, SAS: sasFor(t, tt.e.Attestation.PrimaryKey, tt.id, true)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.AssignedHub != tt.want || res.Registration.AssignedHub != tt.want {
+			t.Errorf("%s: assigned %q (registration %q), want %q", tt.e.ID, res.AssignedHub, res.Registration.AssignedHub, tt.want)
+		}
+	}
+	g := newFixture(t)
+	e := g.enroll(t, `{"id":"plain","type":"group","attestation":{"type":"symmetric_key"}}`)
+	res, err := g.prov.Register(g.ctx, provision.Request{Scope: "default", RegistrationID: "h-4", SAS: sasFor(t, e.Attestation.PrimaryKey, "h-4", true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.AssignedHub != "" {
+		t.Errorf("without a default hub: hub %q, want none", res.AssignedHub)
+	}
+}
+
 func TestCertificateIssuedAtProvisioning(t *testing.T) {
 	f := newFixture(t)
 	g := f.enroll(t, `{"id":"g","type":"group","attestation":{"type":"symmetric_key"},"credentials":{"certificate":"required"}}`)

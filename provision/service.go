@@ -77,6 +77,7 @@ type Service struct {
 	lockout  *ratelimit.Lockout
 
 	maxSASLifetime time.Duration
+	defaultHub     string // assigned when an enrollment names no endpoint
 
 	mu      sync.Mutex
 	secrets map[string]cachedSecrets // scope/enrollment -> unsealed keys, by etag
@@ -123,6 +124,12 @@ func WithRateLimits(perSource float64, sourceBurst int, perID float64, idBurst i
 		s.byID = ratelimit.New(perID, idBurst, 100_000, s.now)
 	}
 }
+
+// WithDefaultHub sets the hub (host[:port]) a device is assigned when its
+// enrollment names no endpoint, typically this installation's MQTT broker
+// as devices reach it. DPS clients build their hub connection from
+// assignedHub; without a default it is left out.
+func WithDefaultHub(hub string) Option { return func(s *Service) { s.defaultHub = hub } }
 
 // New returns the provisioning core over the registry.
 func New(store gatehouse.Reader, reg *registry.Service, opts ...Option) *Service {

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
@@ -319,7 +318,7 @@ func (s *Service) preparePolicy(e *gatehouse.Enrollment, secrets *EnrollmentSecr
 	}
 	for i := range a.Endpoints {
 		ep := &a.Endpoints[i]
-		if err := validateHost(ep.Host); err != nil {
+		if err := gatehouse.ValidateEndpointHost(ep.Host); err != nil {
 			return err
 		}
 		if ep.Weight < 0 || ep.Weight > 1000 {
@@ -376,20 +375,6 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-func validateHost(h string) error {
-	host := h
-	if hh, port, err := net.SplitHostPort(h); err == nil {
-		host = hh
-		if port == "" {
-			return gatehouse.Errorf(gatehouse.EInvalid, "endpoint %q has an empty port", h)
-		}
-	}
-	if host == "" || len(h) > 253 || strings.ContainsAny(host, "/ @?#") {
-		return gatehouse.Errorf(gatehouse.EInvalid, "endpoint host %q is not a host name or address", truncateString(h, 64))
-	}
-	return nil
 }
 
 func (s *Service) sealEnrollment(e *gatehouse.Enrollment, secrets *EnrollmentSecrets) error {

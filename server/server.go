@@ -59,6 +59,11 @@ type Config struct {
 	Now           func() time.Time
 	SweepInterval time.Duration // how often timed work runs (credential expiry, CRLs); default 30s
 	RateLimits    *RateLimits   // device-facing limits; nil takes the provisioning defaults
+	// AssignedHub is the hub (host[:port]) a registration answers as
+	// assignedHub when its enrollment names no endpoint. Empty: the first
+	// public host, with the MQTT port unless it is 8883, when MQTT over TLS
+	// is on; else none.
+	AssignedHub string
 
 	// Device protocol listeners; empty disables one. (The serve command
 	// enables MQTT over TLS on :8883 and CoAP over DTLS on :5684 by default.)
@@ -210,6 +215,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 		popts = append(popts, provision.WithRateLimits(rl.PerSource, rl.SourceBurst, rl.PerID, rl.IDBurst))
 	}
+	hub, err := assignedHub(cfg)
+	if err != nil {
+		return nil, err
+	}
+	popts = append(popts, provision.WithDefaultHub(hub))
 	s.provision = provision.New(s.store, s.registry, popts...)
 	tlsConfig := ca.ServerTLSConfig(cert)
 	// Devices authenticate with client certificates (factory or
@@ -413,6 +423,29 @@ func serverHosts(cfg Config, addr net.Addr) []string {
 		hosts = append(hosts, ta.IP.String())
 	}
 	return append(hosts, cfg.PublicHosts...)
+}
+
+// assignedHub is the hub devices are assigned when their enrollment names
+// none: cfg.AssignedHub, else this node's MQTT broker under its first
+// public host name.
+func assignedHub(cfg Config) (string, error) {
+	if cfg.AssignedHub != "" {
+		if err := gatehouse.ValidateEndpointHost(cfg.AssignedHub); err != nil {
+			return "", fmt.Errorf("assigned hub: %w", err)
+		}
+		return cfg.AssignedHub, nil
+	}
+	if len(cfg.PublicHosts) == 0 || cfg.MQTTAddr == "" {
+		return "", nil
+	}
+	_, port, err := net.SplitHostPort(cfg.MQTTAddr)
+	if err != nil || port == "0" {
+		return "", nil
+	}
+	if port == "8883" {
+		return cfg.PublicHosts[0], nil
+	}
+	return net.JoinHostPort(cfg.PublicHosts[0], port), nil
 }
 
 // nodeURL is how a client on this machine reaches the node.

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/gatehouse-iot/gatehouse"
 	"github.com/gatehouse-iot/gatehouse/server"
 )
 
@@ -29,6 +30,7 @@ const (
 	envCoAPSAddr     = "GATEHOUSE_COAPS_ADDR"
 	envCoAPAddr      = "GATEHOUSE_COAP_ADDR"
 	envMQTTHookFile  = "GATEHOUSE_MQTT_HOOK_SECRET_FILE"
+	envAssignedHub   = "GATEHOUSE_ASSIGNED_HUB"
 )
 
 func (a *app) serveCommand() *cobra.Command {
@@ -45,7 +47,7 @@ URL to DATA/url, so that admin commands on the same host need no flags.
 Every flag may also be set by an environment variable (the flag wins):
 GATEHOUSE_DATA_DIR, GATEHOUSE_HTTP_ADDR, GATEHOUSE_DATABASE,
 GATEHOUSE_PUBLIC_HOST (comma-separated), GATEHOUSE_LOG_FORMAT,
-GATEHOUSE_MASTER_KEY_FILE; the MQTT and import job limits take GATEHOUSE_ and
+GATEHOUSE_MASTER_KEY_FILE, GATEHOUSE_ASSIGNED_HUB; the MQTT and import job limits take GATEHOUSE_ and
 the flag's name in capitals with underscores (GATEHOUSE_MQTT_MAX_PACKET_SIZE,
 GATEHOUSE_IMPORT_MAX_UPLOAD).`,
 		Args: cobra.NoArgs,
@@ -76,6 +78,7 @@ GATEHOUSE_IMPORT_MAX_UPLOAD).`,
 	f.String("mqtt-tcp-addr", "off", "address of a PLAIN-TEXT MQTT listener; only for trusted networks (env "+envMQTTTCPAddr+")")
 	f.String("coaps-addr", server.DefaultCoAPSAddr, "address of the CoAP over DTLS listener (UDP); \"off\" disables it (env "+envCoAPSAddr+")")
 	f.String("mqtt-hook-secret-file", "", "file holding the bearer secret external brokers (EMQX, mosquitto-go-auth) send to /hooks/emqx/; without it the hook is off (env "+envMQTTHookFile+")")
+	f.String("assigned-hub", "", "host[:port] a registration answers as assignedHub when its enrollment names no endpoint (env "+envAssignedHub+"; default: the first --public-host, with the MQTT port unless 8883)")
 	f.String("coap-addr", "off", "address of a plain CoAP listener serving only discovery (env "+envCoAPAddr+")")
 	addMQTTLimitFlags(f)
 	addImportJobFlags(f)
@@ -147,6 +150,11 @@ func serveConfig(flags *pflag.FlagSet, getenv func(string) string) (serveSetting
 	s.MQTTTCPAddr = addr("mqtt-tcp-addr", envMQTTTCPAddr)
 	s.CoAPSAddr = addr("coaps-addr", envCoAPSAddr)
 	s.CoAPAddr = addr("coap-addr", envCoAPAddr)
+	if s.AssignedHub = value("assigned-hub", envAssignedHub); s.AssignedHub != "" {
+		if err := gatehouse.ValidateEndpointHost(s.AssignedHub); err != nil {
+			return s, usagef("--assigned-hub: %v", err)
+		}
+	}
 	lim, err := mqttLimits(value)
 	if err != nil {
 		return s, err

@@ -87,6 +87,32 @@ func TestServeConfig(t *testing.T) {
 	}
 }
 
+func TestServeAssignedHub(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		env  map[string]string
+		want string
+		err  string
+	}{
+		{nil, nil, "", ""},
+		{[]string{"--assigned-hub", "hub.example.com:8884"}, nil, "hub.example.com:8884", ""},
+		{nil, map[string]string{envAssignedHub: "env.example.com"}, "env.example.com", ""},
+		{[]string{"--assigned-hub", "flag.example.com"}, map[string]string{envAssignedHub: "env.example.com"}, "flag.example.com", ""},
+		{[]string{"--assigned-hub", "mqtts://hub.example.com"}, nil, "", "the port must be a number"},
+	} {
+		s, err := serveConfig(serveFlags(t, tt.args...).Flags(), func(k string) string { return tt.env[k] })
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%q: %v, want an error containing %q", tt.args, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || s.AssignedHub != tt.want {
+			t.Errorf("%q %v: hub %q, %v; want %q", tt.args, tt.env, s.AssignedHub, err, tt.want)
+		}
+	}
+}
+
 // TestServe runs "gatehouse serve" in process, administers it with the CLI
 // through its data directory, and stops it as SIGTERM would.
 func TestServe(t *testing.T) {
