@@ -124,6 +124,14 @@ func installSDK(t *testing.T) *sdk {
 			t.Fatalf("%s exists without %s: remove it", dir, done)
 		}
 	}
+	// Installs of other versions of the lock file are stale: drop them.
+	if old, err := filepath.Glob(filepath.Join(parent, "azure-dps-*")); err == nil {
+		for _, o := range old {
+			if o != dir && !strings.HasPrefix(filepath.Base(o), "azure-dps-install-") {
+				os.RemoveAll(o)
+			}
+		}
+	}
 	return &sdk{node: node, modules: filepath.Join(dir, "node_modules"), script: script}
 }
 
