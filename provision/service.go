@@ -131,10 +131,15 @@ func WithRateLimits(perSource float64, sourceBurst int, perID float64, idBurst i
 // assignedHub; without a default it is left out.
 func WithDefaultHub(hub string) Option { return func(s *Service) { s.defaultHub = hub } }
 
+// noRedirects makes a webhook's 3xx its answer: a redirect would send the
+// signed request to an address that was never checked as a webhook URL
+// (plain http, an internal host).
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
 // New returns the provisioning core over the registry.
 func New(store gatehouse.Reader, reg *registry.Service, opts ...Option) *Service {
 	s := &Service{store: store, reg: reg, now: time.Now, log: slog.New(slog.DiscardHandler),
-		client: &http.Client{Timeout: 30 * time.Second}, maxSASLifetime: 366 * 24 * time.Hour,
+		client: &http.Client{Timeout: 30 * time.Second, CheckRedirect: noRedirects}, maxSASLifetime: 366 * 24 * time.Hour,
 		secrets: map[string]cachedSecrets{}, groups: map[string]groupList{}}
 	s.bySource = ratelimit.New(200, 400, 100_000, s.now)
 	s.byID = ratelimit.New(1, 10, 100_000, s.now)
