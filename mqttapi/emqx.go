@@ -256,6 +256,10 @@ func (h *hookHandler) mosquittoACL(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var allowed bool
+	if !mosquittoClientBound(in) {
+		http.Error(w, "denied", http.StatusForbidden)
+		return
+	}
 	switch in.Acc {
 	case 1, 4:
 		allowed = h.authorize(r.Context(), in, false)
@@ -267,6 +271,20 @@ func (h *hookHandler) mosquittoACL(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Error(w, "denied", http.StatusForbidden)
+}
+
+// mosquittoClientBound reports whether a Mosquitto ACL request's client ID
+// names the device its username does. Mosquitto authenticated the username
+// (a SAS device's {scope}/{deviceId} through /mosquitto/user, or the
+// certificate's CN with use_identity_as_username, which never reaches the
+// hook); the client ID is the client's own choice, and authorize takes the
+// device from it.
+func mosquittoClientBound(in *HookRequest) bool {
+	id := in.Username
+	if _, uid, ok := parseDeviceUsername(in.Username); ok {
+		id = uid
+	}
+	return id != "" && in.ClientID == id
 }
 
 // authenticate checks a hook request's credentials: "allow" with the
