@@ -7,9 +7,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -104,19 +106,33 @@ func (s *Service) callHook(ctx context.Context, w *gatehouse.Webhook, key []byte
 	hr.Header.Set(SignatureHeader, Sign(key, raw, s.now()))
 	resp, err := s.client.Do(hr)
 	if err != nil {
-		s.log.Warn("webhook unreachable", "url", w.URL, "err", err)
+		// Only the host is logged: a URL's path or query may carry a key.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		s.log.Warn("webhook unreachable", "host", hookHost(w.URL), "err", err)
 		return webhookFailed("the enrollment's webhook did not answer; try again later")
 	}
 	defer resp.Body.Close()
 	ans, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil || resp.StatusCode != http.StatusOK {
-		s.log.Warn("webhook failed", "url", w.URL, "status", resp.StatusCode, "err", err)
+		s.log.Warn("webhook failed", "host", hookHost(w.URL), "status", resp.StatusCode, "err", err)
 		return webhookFailed("the enrollment's webhook answered %d; try again later", resp.StatusCode)
 	}
 	if err := json.Unmarshal(ans, out); err != nil {
 		return webhookFailed("the enrollment's webhook answered with invalid JSON: %v", truncateErr(err))
 	}
 	return nil
+}
+
+// hookHost is the host (and port) of a webhook URL, for logs.
+func hookHost(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "?"
+	}
+	return u.Host
 }
 
 func truncateErr(err error) string {

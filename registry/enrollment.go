@@ -11,8 +11,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"net"
-	"net/url"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
@@ -346,9 +344,8 @@ func prepareWebhook(w *gatehouse.Webhook, prev []byte) ([]byte, error) {
 	if w == nil {
 		return nil, nil
 	}
-	u, err := url.Parse(w.URL)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
-		return nil, gatehouse.Errorf(gatehouse.EInvalid, "webhook url must be an absolute https URL (http only to loopback)")
+	if err := validateWebhookURL(w.URL); err != nil {
+		return nil, gatehouse.Errorf(gatehouse.EInvalid, "webhook %s", gatehouse.ErrorMessage(err))
 	}
 	if w.Timeout == 0 {
 		w.Timeout = gatehouse.Duration(defaultWebhookTimeout)
@@ -367,14 +364,6 @@ func prepareWebhook(w *gatehouse.Webhook, prev []byte) ([]byte, error) {
 	}
 	w.Secret = ""
 	return key, nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func (s *Service) sealEnrollment(e *gatehouse.Enrollment, secrets *EnrollmentSecrets) error {

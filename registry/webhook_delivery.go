@@ -13,6 +13,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -347,6 +348,12 @@ func (d *deliverer) post(ctx context.Context, w *gatehouse.EventHook, secret []b
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("timed out after %s", d.cfg.Timeout)
+		}
+		// Without the URL: its path or query may carry a key, and the
+		// message goes to logs and lastError.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
 		}
 		return fmt.Errorf("post: %w", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/devicehttp"
 	"github.com/gatehouse-iot/gatehouse/httpapi"
 	"github.com/gatehouse-iot/gatehouse/mqttapi"
+	"github.com/gatehouse-iot/gatehouse/netguard"
 	"github.com/gatehouse-iot/gatehouse/provision"
 	"github.com/gatehouse-iot/gatehouse/registry"
 	"github.com/gatehouse-iot/gatehouse/secret"
@@ -64,6 +65,11 @@ type Config struct {
 	// public host, with the MQTT port unless it is 8883, when MQTT over TLS
 	// is on; else none.
 	AssignedHub string
+	// WebhookDeny closes address ranges to outbound webhooks (event
+	// delivery, pre-provisioning, allocation): netguard.Parse's syntax.
+	// Empty: netguard.Default (link-local, where clouds serve instance
+	// metadata).
+	WebhookDeny string
 
 	// Device protocol listeners; empty disables one. (The serve command
 	// enables MQTT over TLS on :8883 and CoAP over DTLS on :5684 by default.)
@@ -219,7 +225,14 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	popts = append(popts, provision.WithDefaultHub(hub))
+	if cfg.WebhookDeny == "" {
+		cfg.WebhookDeny = netguard.Default
+	}
+	guard, err := netguard.Parse(cfg.WebhookDeny)
+	if err != nil {
+		return nil, err
+	}
+	popts = append(popts, provision.WithDefaultHub(hub), provision.WithHTTPClient(guard.Client(30*time.Second)))
 	s.provision = provision.New(s.store, s.registry, popts...)
 	tlsConfig := ca.ServerTLSConfig(cert)
 	// Devices authenticate with client certificates (factory or
@@ -259,7 +272,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.webhooksDone = make(chan struct{})
 	go func() {
 		defer close(s.webhooksDone)
-		s.registry.RunWebhooks(base, registry.WebhookConfig{Node: nodeName()})
+		s.registry.RunWebhooks(base, registry.WebhookConfig{Node: nodeName(), Client: guard.Client(0)})
 	}()
 	s.presenceDone = make(chan struct{})
 	go func() {

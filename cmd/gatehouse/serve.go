@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/gatehouse-iot/gatehouse"
+	"github.com/gatehouse-iot/gatehouse/netguard"
 	"github.com/gatehouse-iot/gatehouse/server"
 )
 
@@ -31,6 +32,7 @@ const (
 	envCoAPAddr      = "GATEHOUSE_COAP_ADDR"
 	envMQTTHookFile  = "GATEHOUSE_MQTT_HOOK_SECRET_FILE"
 	envAssignedHub   = "GATEHOUSE_ASSIGNED_HUB"
+	envWebhookDeny   = "GATEHOUSE_WEBHOOK_DENY"
 )
 
 func (a *app) serveCommand() *cobra.Command {
@@ -47,7 +49,7 @@ URL to DATA/url, so that admin commands on the same host need no flags.
 Every flag may also be set by an environment variable (the flag wins):
 GATEHOUSE_DATA_DIR, GATEHOUSE_HTTP_ADDR, GATEHOUSE_DATABASE,
 GATEHOUSE_PUBLIC_HOST (comma-separated), GATEHOUSE_LOG_FORMAT,
-GATEHOUSE_MASTER_KEY_FILE, GATEHOUSE_ASSIGNED_HUB; the MQTT and import job limits take GATEHOUSE_ and
+GATEHOUSE_MASTER_KEY_FILE, GATEHOUSE_ASSIGNED_HUB, GATEHOUSE_WEBHOOK_DENY; the MQTT and import job limits take GATEHOUSE_ and
 the flag's name in capitals with underscores (GATEHOUSE_MQTT_MAX_PACKET_SIZE,
 GATEHOUSE_IMPORT_MAX_UPLOAD).`,
 		Args: cobra.NoArgs,
@@ -79,6 +81,7 @@ GATEHOUSE_IMPORT_MAX_UPLOAD).`,
 	f.String("coaps-addr", server.DefaultCoAPSAddr, "address of the CoAP over DTLS listener (UDP); \"off\" disables it (env "+envCoAPSAddr+")")
 	f.String("mqtt-hook-secret-file", "", "file holding the bearer secret external brokers (EMQX, mosquitto-go-auth) send to /hooks/emqx/; without it the hook is off (env "+envMQTTHookFile+")")
 	f.String("assigned-hub", "", "host[:port] a registration answers as assignedHub when its enrollment names no endpoint (env "+envAssignedHub+"; default: the first --public-host, with the MQTT port unless 8883)")
+	f.String("webhook-deny", netguard.Default, "address ranges closed to outbound webhooks: link-local, private, loopback or CIDR prefixes, comma-separated, or none (env "+envWebhookDeny+")")
 	f.String("coap-addr", "off", "address of a plain CoAP listener serving only discovery (env "+envCoAPAddr+")")
 	addMQTTLimitFlags(f)
 	addImportJobFlags(f)
@@ -154,6 +157,10 @@ func serveConfig(flags *pflag.FlagSet, getenv func(string) string) (serveSetting
 		if err := gatehouse.ValidateEndpointHost(s.AssignedHub); err != nil {
 			return s, usagef("--assigned-hub: %v", err)
 		}
+	}
+	s.WebhookDeny = value("webhook-deny", envWebhookDeny)
+	if _, err := netguard.Parse(s.WebhookDeny); err != nil {
+		return s, usagef("--webhook-deny: %v", err)
 	}
 	lim, err := mqttLimits(value)
 	if err != nil {

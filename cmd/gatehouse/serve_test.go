@@ -113,6 +113,20 @@ func TestServeAssignedHub(t *testing.T) {
 	}
 }
 
+func TestServeWebhookDeny(t *testing.T) {
+	s, err := serveConfig(serveFlags(t).Flags(), func(string) string { return "" })
+	if err != nil || s.WebhookDeny != "link-local" {
+		t.Errorf("default: %q, %v; want link-local", s.WebhookDeny, err)
+	}
+	s, err = serveConfig(serveFlags(t).Flags(), func(k string) string { return map[string]string{envWebhookDeny: "private,loopback"}[k] })
+	if err != nil || s.WebhookDeny != "private,loopback" {
+		t.Errorf("env: %q, %v", s.WebhookDeny, err)
+	}
+	if _, err := serveConfig(serveFlags(t, "--webhook-deny", "intranet").Flags(), func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "--webhook-deny") {
+		t.Errorf("--webhook-deny intranet: %v, want a usage error", err)
+	}
+}
+
 // TestServe runs "gatehouse serve" in process, administers it with the CLI
 // through its data directory, and stops it as SIGTERM would.
 func TestServe(t *testing.T) {
