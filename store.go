@@ -101,6 +101,8 @@ type Reader interface {
 // EPreconditionFailed) changes nothing and leaves the transaction usable:
 // fn may handle it, go on writing and return nil, and its other writes
 // commit. Any other error may have ended the transaction; fn should return it.
+// Writes made through Deferred(tx, ...) are the exception: their errors may
+// come late, and always end the transaction.
 type Tx interface {
 	WebhookTx
 	ImportJobTx

@@ -123,6 +123,12 @@ func (s *Service) commitProvision(ctx context.Context, c ProvisionCommit, attest
 			return err
 		}
 		d, err := tx.GetDevice(c.Scope, c.DeviceID)
+		// From here on the transaction writes, and whichever write fails
+		// ends it: w lets the store send the writes together (PostgreSQL:
+		// in front of the next read, or of COMMIT) rather than one round
+		// trip each. Their errors may then come from a later call on tx,
+		// or from Update.
+		w := gatehouse.Deferred(tx, nil)
 		var substatus string
 		newDevice := false // counted against the enrollment's maximum
 		switch {
@@ -137,13 +143,10 @@ func (s *Service) commitProvision(ctx context.Context, c ProvisionCommit, attest
 			if err := d.Validate(); err != nil {
 				return err
 			}
-			if err := tx.CreateDevice(d); err != nil {
-				if gatehouse.ErrorCode(err) == gatehouse.EConflict {
-					return errRetry
-				}
+			if err := gatehouse.Deferred(tx, retryOnConflict).CreateDevice(d); err != nil {
 				return err
 			}
-			if err := tx.AddStateChange(c.Scope, d.ID, &gatehouse.StateChange{To: d.State, Actor: actor, Reason: "provisioned by enrollment " + e.ID, Time: now}); err != nil {
+			if err := w.AddStateChange(c.Scope, d.ID, &gatehouse.StateChange{To: d.State, Actor: actor, Reason: "provisioned by enrollment " + e.ID, Time: now}); err != nil {
 				return err
 			}
 			if err := ev.append(c.Scope, gatehouse.EventDeviceCreated, actor, gatehouse.DeviceSubject(d.ID), now, d); err != nil {
@@ -182,13 +185,13 @@ func (s *Service) commitProvision(ctx context.Context, c ProvisionCommit, attest
 				d.Enrollment = e.ID
 				d.UpdatedAt = now
 				d.ETag = newETag()
-				if err := tx.UpdateDevice(d, prev); err != nil {
+				if err := w.UpdateDevice(d, prev); err != nil {
 					return err
 				}
 			}
 		}
 		created := substatus == gatehouse.SubInitialAssignment && d.CreatedAt.Equal(now)
-		if err := s.recordSecretCredential(tx, ev, c, d, actor, now, created); err != nil {
+		if err := s.recordSecretCredential(w, ev, c, d, actor, now, created); err != nil {
 			return err
 		}
 		if cert != nil {
@@ -204,11 +207,11 @@ func (s *Service) commitProvision(ctx context.Context, c ProvisionCommit, attest
 				if err != nil {
 					return notFoundScope(err, c.Scope)
 				}
-				if renewed, err = s.retireCertificates(tx, c.Scope, d.ID, now, time.Duration(sc.Policy.WithDefaults().RenewalOverlap)); err != nil {
+				if renewed, err = s.retireCertificates(w, c.Scope, d.ID, now, time.Duration(sc.Policy.WithDefaults().RenewalOverlap)); err != nil {
 					return err
 				}
 			}
-			if err := tx.CreateCredential(cred); err != nil {
+			if err := w.CreateCredential(cred); err != nil {
 				return err
 			}
 			typ := gatehouse.EventCredentialIssued
@@ -226,12 +229,12 @@ func (s *Service) commitProvision(ctx context.Context, c ProvisionCommit, attest
 		reg.ErrorCode, reg.ErrorMessage = "", ""
 		reg.Attempts++
 		reg.UpdatedAt, reg.ETag = now, newETag()
-		if err := tx.PutRegistration(reg); err != nil {
+		if err := w.PutRegistration(reg); err != nil {
 			return err
 		}
 		// Count the registration on the enrollment, if its settings are
 		// still those that decided it and it has room.
-		if err := countEnrollmentUse(tx, e, locked, c, now, newDevice); err != nil {
+		if err := countEnrollmentUse(tx, e, locked, c, newDevice); err != nil {
 			return err
 		}
 		out.Device, out.Registration = d, reg
@@ -313,8 +316,12 @@ func (s *Service) sameProof(attested, cur *gatehouse.Enrollment, c ProvisionComm
 // enrollment that decided it (locked: read in tx, under its lock). It is
 // the transaction's last write to the enrollment, and the only one: on
 // PostgreSQL, concurrent registrations of one enrollment wait for each
-// other from here to their commit only.
-func countEnrollmentUse(tx gatehouse.Tx, e *gatehouse.Enrollment, locked bool, c ProvisionCommit, now time.Time, newDevice bool) error {
+// other from here to their commit only. The count is deferred (it goes
+// with the transaction's other writes), so its refusal ends the
+// transaction: stale settings, or a limit reached since e was read, run it
+// again reading the enrollment under its lock first, and that run refuses
+// with the limit's own error, as checkEnrollmentUse does.
+func countEnrollmentUse(tx gatehouse.Tx, e *gatehouse.Enrollment, locked bool, c ProvisionCommit, newDevice bool) error {
 	u := gatehouse.EnrollmentUse{Scope: e.Scope, ID: e.ID, ETag: e.ETag}
 	if newDevice {
 		// Only a new device is held to the maximum: a device already
@@ -324,26 +331,26 @@ func countEnrollmentUse(tx gatehouse.Tx, e *gatehouse.Enrollment, locked bool, c
 	if c.ConsumeToken {
 		u.Uses, u.MaxUses = 1, e.Attestation.MaxUses
 	}
-	err := tx.CountEnrollmentUse(u)
-	switch gatehouse.ErrorCode(err) {
-	case "":
-		return nil
-	case gatehouse.ENotFound:
-		return gatehouse.Errorf(gatehouse.EEnrollmentNotFound, "no enrollment matches this device")
-	case gatehouse.EPreconditionFailed:
-		if locked {
-			return err // cannot happen: the row was read under its lock
+	return gatehouse.Deferred(tx, func(err error) error {
+		switch gatehouse.ErrorCode(err) {
+		case gatehouse.ENotFound:
+			return gatehouse.Errorf(gatehouse.EEnrollmentNotFound, "no enrollment matches this device")
+		case gatehouse.EPreconditionFailed, gatehouse.EQuotaExceeded:
+			if locked {
+				return err // cannot happen: the row was read, and checked, under its lock
+			}
+			return errStaleEnrollment
 		}
-		return errStaleEnrollment
-	case gatehouse.EQuotaExceeded:
-		// Full since e was read: say which limit, as checkEnrollmentUse does.
-		cur, rerr := lockEnrollment(tx, e.Scope, e.ID)
-		if rerr != nil {
-			return rerr
-		}
-		if rerr := checkEnrollmentUse(cur, c, now, newDevice); rerr != nil {
-			return rerr
-		}
+		return err
+	}).CountEnrollmentUse(u)
+}
+
+// retryOnConflict maps the conflict of a device created by a concurrent
+// registration of the same ID to errRetry: the transaction runs again and
+// re-provisions it.
+func retryOnConflict(err error) error {
+	if gatehouse.ErrorCode(err) == gatehouse.EConflict {
+		return errRetry
 	}
 	return err
 }
@@ -397,7 +404,8 @@ func (s *Service) RecordRegistrationFailure(ctx context.Context, scope, registra
 		}
 		reg.Attempts++
 		reg.UpdatedAt, reg.ETag = now, newETag()
-		return tx.PutRegistration(reg)
+		// Deferred: on PostgreSQL the record goes with COMMIT.
+		return gatehouse.Deferred(tx, nil).PutRegistration(reg)
 	})
 }
 

@@ -227,3 +227,44 @@ func TestProvisionCountsNewDevicesOnly(t *testing.T) {
 		wantRefused(t, reg, st, "dev-fourth", nil, gatehouse.EQuotaExceeded, "a new device over the lowered maximum")
 	})
 }
+
+// TestProvisionTokenUsesWithStaleCopy: a bootstrap token's uses are
+// counted against its maximum under the enrollment's row even when the
+// registration was decided with a copy read before the others counted:
+// the use past the maximum is refused as a failed attestation (as when the
+// copy shows it), and leaves nothing.
+func TestProvisionTokenUsesWithStaleCopy(t *testing.T) {
+	openStores(t, func(t *testing.T, st gatehouse.Store) {
+		ctx := context.Background()
+		reg, admin := caNode(t, st)
+		if _, err := reg.CreateEnrollment(ctx, admin, gatehouse.DefaultScope, registry.EnrollmentCreate{ID: "line", Type: gatehouse.EnrollmentGroup,
+			Attestation: gatehouse.Attestation{Type: gatehouse.AttestToken, MaxUses: 2}}); err != nil {
+			t.Fatal(err)
+		}
+		snapshot := attestationCopy(t, st, true) // no use counted yet
+		commit := func(id string) registry.ProvisionCommit {
+			c := commitFor(id, snapshot)
+			c.ProvedWith, c.KeySlot, c.ConsumeToken = gatehouse.CredentialToken, "", true
+			return c
+		}
+		for _, id := range []string{"dev-1", "dev-2"} {
+			if _, err := reg.CommitProvision(ctx, commit(id)); err != nil {
+				t.Fatalf("%s: %v", id, err)
+			}
+		}
+		_, err := reg.CommitProvision(ctx, commit("dev-3"))
+		if got := gatehouse.ErrorCode(err); got != gatehouse.EAttestationFailed {
+			t.Errorf("third use of a token of 2: got %v, want %s", err, gatehouse.EAttestationFailed)
+		}
+		if _, err := st.GetDevice(ctx, gatehouse.DefaultScope, "dev-3"); gatehouse.ErrorCode(err) != gatehouse.ENotFound {
+			t.Errorf("the refused device dev-3 is in the registry (%v)", err)
+		}
+		e, err := st.GetEnrollment(ctx, gatehouse.DefaultScope, "line")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Attestation.Uses != 2 || e.Registrations != 2 {
+			t.Errorf("the enrollment counts %d uses and %d registrations, want 2 and 2", e.Attestation.Uses, e.Registrations)
+		}
+	})
+}

@@ -54,32 +54,34 @@ func getCredential(ctx context.Context, q querier, scope, id, lock string) (*gat
 }
 
 func (t *Tx) CreateCredential(c *gatehouse.Credential) error {
-	tag, err := t.tx.Exec(t.ctx, `INSERT INTO credentials (`+credentialColumns+`)
+	return t.write(t.createCredential(c), nil)
+}
+
+func (t *Tx) createCredential(c *gatehouse.Credential) queued {
+	return queued{sql: `INSERT INTO credentials (` + credentialColumns + `)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 		ON CONFLICT DO NOTHING`,
-		c.Scope, c.ID, c.DeviceID, string(c.Kind), string(c.Status), c.Serial, c.Thumbprint, c.Slot,
-		c.NotBefore, c.NotAfter, c.CreatedAt, c.RetireAt, c.RevokedAt, c.RevocationReason,
-		c.ExpiryNotifiedAt, nullBytes(c.CertDER), nullBytes(c.Secret))
-	if err != nil {
-		return t.fail("create credential", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return gatehouse.Errorf(gatehouse.EConflict, "credential %q already exists", c.ID)
-	}
-	return nil
+		args: []any{c.Scope, c.ID, c.DeviceID, string(c.Kind), string(c.Status), c.Serial, c.Thumbprint, c.Slot,
+			c.NotBefore, c.NotAfter, c.CreatedAt, c.RetireAt, c.RevokedAt, c.RevocationReason,
+			c.ExpiryNotifiedAt, nullBytes(c.CertDER), nullBytes(c.Secret)},
+		refusable: true,
+		check: rowsCheck("create credential", func() error {
+			return gatehouse.Errorf(gatehouse.EConflict, "credential %q already exists", c.ID)
+		})}
 }
 
 func (t *Tx) UpdateCredential(c *gatehouse.Credential) error {
-	tag, err := t.tx.Exec(t.ctx, `UPDATE credentials SET status = $3, retire_at = $4, revoked_at = $5,
+	return t.write(t.updateCredential(c), nil)
+}
+
+func (t *Tx) updateCredential(c *gatehouse.Credential) queued {
+	return queued{sql: `UPDATE credentials SET status = $3, retire_at = $4, revoked_at = $5,
 		revocation_reason = $6, expiry_notified_at = $7, secret = $8 WHERE scope = $1 AND id = $2`,
-		c.Scope, c.ID, string(c.Status), c.RetireAt, c.RevokedAt, c.RevocationReason, c.ExpiryNotifiedAt, nullBytes(c.Secret))
-	if err != nil {
-		return t.fail("update credential", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return gatehouse.Errorf(gatehouse.ENotFound, "credential %q not found", c.ID)
-	}
-	return nil
+		args:      []any{c.Scope, c.ID, string(c.Status), c.RetireAt, c.RevokedAt, c.RevocationReason, c.ExpiryNotifiedAt, nullBytes(c.Secret)},
+		refusable: true,
+		check: rowsCheck("update credential", func() error {
+			return gatehouse.Errorf(gatehouse.ENotFound, "credential %q not found", c.ID)
+		})}
 }
 
 func (t *Tx) DeviceCredentials(scope, deviceID string) ([]*gatehouse.Credential, error) {

@@ -81,17 +81,18 @@ func getDevice(ctx context.Context, q querier, scope, id, lock string) (*gatehou
 	return d, mapErr("get device", err)
 }
 
-func (t *Tx) CreateDevice(d *gatehouse.Device) error {
+func (t *Tx) CreateDevice(d *gatehouse.Device) error { return t.write(t.createDevice(d)) }
+
+// createDevice is one statement: the device and its tag rows, or nothing if
+// the ID is taken (without an error that would abort the transaction).
+func (t *Tx) createDevice(d *gatehouse.Device) (queued, error) {
 	tags, keys, values, err := tagParams(d.Tags)
 	if err != nil {
-		return fmt.Errorf("create device: %w", err)
+		return queued{}, fmt.Errorf("create device: %w", err)
 	}
-	// One statement: the device and its tag rows, or nothing if the ID is
-	// taken (without an error that would abort the transaction).
-	var n int
-	err = t.tx.QueryRow(t.ctx, `
+	return queued{sql: `
 		WITH d AS (
-			INSERT INTO devices (`+deviceColumns+`)
+			INSERT INTO devices (` + deviceColumns + `)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 			ON CONFLICT DO NOTHING
 			RETURNING scope, id
@@ -100,16 +101,20 @@ func (t *Tx) CreateDevice(d *gatehouse.Device) error {
 			SELECT d.scope, d.id, k, v FROM d, unnest($13::text[], $14::text[]) AS kv(k, v)
 		)
 		SELECT count(*) FROM d`,
-		d.Scope, d.ID, string(d.State), string(d.Connection.Status), d.Connection.LastSeen, tags,
-		nonNil(d.Config), nonNil(d.Reported), d.Enrollment, d.CreatedAt, d.UpdatedAt, d.ETag,
-		keys, values).Scan(&n)
-	if err != nil {
-		return t.fail("create device", err)
-	}
-	if n == 0 {
-		return gatehouse.Errorf(gatehouse.EConflict, "device %q already exists", d.ID)
-	}
-	return nil
+		args: []any{d.Scope, d.ID, string(d.State), string(d.Connection.Status), d.Connection.LastSeen, tags,
+			nonNil(d.Config), nonNil(d.Reported), d.Enrollment, d.CreatedAt, d.UpdatedAt, d.ETag,
+			keys, values},
+		refusable: true,
+		check: func(br pgx.BatchResults) error {
+			var n int
+			if err := br.QueryRow().Scan(&n); err != nil {
+				return mapErr("create device", err)
+			}
+			if n == 0 {
+				return gatehouse.Errorf(gatehouse.EConflict, "device %q already exists", d.ID)
+			}
+			return nil
+		}}, nil
 }
 
 func (t *Tx) UpdateDevice(d *gatehouse.Device, prevETag string) error {
@@ -170,18 +175,19 @@ func (t *Tx) DeleteDevice(scope, id string) error {
 }
 
 func (t *Tx) AddStateChange(scope, id string, c *gatehouse.StateChange) error {
-	tag, err := t.tx.Exec(t.ctx, `
+	return t.write(t.addStateChange(scope, id, c), nil)
+}
+
+func (t *Tx) addStateChange(scope, id string, c *gatehouse.StateChange) queued {
+	return queued{sql: `
 		INSERT INTO device_history (scope, device_id, from_state, to_state, actor, reason, time)
 		SELECT $1, $2, $3, $4, $5, $6, $7
 		WHERE EXISTS (SELECT 1 FROM devices WHERE scope = $1 AND id = $2)`,
-		scope, id, string(c.From), string(c.To), c.Actor, c.Reason, c.Time)
-	if err != nil {
-		return t.fail("add state change", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return gatehouse.Errorf(gatehouse.ENotFound, "device %q not found", id)
-	}
-	return nil
+		args:      []any{scope, id, string(c.From), string(c.To), c.Actor, c.Reason, c.Time},
+		refusable: true,
+		check: rowsCheck("add state change", func() error {
+			return gatehouse.Errorf(gatehouse.ENotFound, "device %q not found", id)
+		})}
 }
 
 func (s *Store) DeviceHistory(ctx context.Context, scope, id string) ([]*gatehouse.StateChange, error) {

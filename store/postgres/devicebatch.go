@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
+	"github.com/jackc/pgx/v5"
 )
 
 // GetDevices implements gatehouse.Tx: one statement for the whole set,
@@ -34,7 +35,8 @@ func (t *Tx) GetDevices(scope string, ids []string) (map[string]*gatehouse.Devic
 
 // CreateDevices implements gatehouse.Tx: three statements whatever the
 // number of devices (arrays unnested server side), in a savepoint so that
-// a conflict part way leaves nothing and keeps the transaction usable.
+// a conflict part way leaves nothing and keeps the transaction usable, and
+// one round trip for all of it.
 func (t *Tx) CreateDevices(ds []*gatehouse.Device, changes []*gatehouse.StateChange) error {
 	if len(ds) != len(changes) {
 		return fmt.Errorf("create devices: %d devices but %d state changes", len(ds), len(changes))
@@ -68,12 +70,15 @@ func (t *Tx) CreateDevices(ds []*gatehouse.Device, changes []*gatehouse.StateCha
 		c := changes[i]
 		hFrom[i], hTo[i], hActor[i], hReason[i], hTime[i] = string(c.From), string(c.To), c.Actor, c.Reason, c.Time
 	}
-	sp, err := t.tx.Begin(t.ctx)
-	if err != nil {
-		return t.fail("create devices", err)
-	}
-	var inserted int64
-	err = sp.QueryRow(t.ctx, `
+	// One batch (with the savepoint, and with what the pipe queued): the
+	// devices, their tags and history. The tag and history rows cannot
+	// conflict once every device is new; if one is not, all of it is rolled
+	// back to the savepoint. Its release waits in the pipe for the next
+	// statement.
+	b := &pgx.Batch{}
+	b.Queue(`SAVEPOINT create_batch`)
+	inserted := int64(-1) // until the count comes back
+	b.Queue(`
 		WITH d AS (
 			INSERT INTO devices (`+deviceColumns+`)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[],
@@ -82,32 +87,33 @@ func (t *Tx) CreateDevices(ds []*gatehouse.Device, changes []*gatehouse.StateCha
 			RETURNING 1
 		)
 		SELECT count(*) FROM d`,
-		scopes, ids, states, conns, lastSeen, tags, configs, reporteds, enrollments, created, updated, etags).Scan(&inserted)
-	if err == nil && inserted != int64(n) {
-		sp.Rollback(t.ctx)
-		return gatehouse.Errorf(gatehouse.EConflict, "%d of %d devices already exist in scope %q", int64(n)-inserted, n, ds[0].Scope)
-	}
-	if err == nil && len(tKeys) > 0 {
-		_, err = sp.Exec(t.ctx, `INSERT INTO device_tags (scope, device_id, key, value)
+		scopes, ids, states, conns, lastSeen, tags, configs, reporteds, enrollments, created, updated, etags).
+		QueryRow(func(row pgx.Row) error { return row.Scan(&inserted) })
+	if len(tKeys) > 0 {
+		b.Queue(`INSERT INTO device_tags (scope, device_id, key, value)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])`, tScopes, tIDs, tKeys, tValues)
 	}
-	if err == nil {
-		_, err = sp.Exec(t.ctx, `INSERT INTO device_history (scope, device_id, from_state, to_state, actor, reason, time)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])`,
-			scopes, ids, hFrom, hTo, hActor, hReason, hTime)
+	b.Queue(`INSERT INTO device_history (scope, device_id, from_state, to_state, actor, reason, time)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])`,
+		scopes, ids, hFrom, hTo, hActor, hReason, hTime)
+	err := t.tx.SendBatch(t.ctx, b).Close()
+	if t.tx.failed != nil {
+		return t.tx.failed // a write queued before failed: the savepoint was not reached
 	}
-	if err != nil {
-		if rerr := sp.Rollback(t.ctx); rerr != nil {
-			return t.fail("create devices", rerr)
-		}
-		e := mapErr("create devices", err)
-		if gatehouse.ErrorCode(e) == gatehouse.EConflict || gatehouse.ErrorCode(e) == gatehouse.ENotFound {
-			return e // rolled back to the savepoint: the transaction goes on
-		}
-		return t.check(e)
+	if err == nil && inserted == int64(n) {
+		t.tx.queue(queued{sql: `RELEASE SAVEPOINT create_batch`, check: execCheck("create devices")})
+		return nil
 	}
-	if err := sp.Commit(t.ctx); err != nil {
-		return t.fail("create devices", err)
+	if _, rerr := t.tx.Exec(t.ctx, `ROLLBACK TO SAVEPOINT create_batch`); rerr != nil {
+		return t.fail("create devices", rerr)
 	}
-	return nil
+	if inserted >= 0 && inserted != int64(n) {
+		// The rows after the count may have failed on the existing ones.
+		return gatehouse.Errorf(gatehouse.EConflict, "%d of %d devices already exist in scope %q", int64(n)-inserted, n, ds[0].Scope)
+	}
+	e := mapErr("create devices", err)
+	if gatehouse.ErrorCode(e) == gatehouse.EConflict || gatehouse.ErrorCode(e) == gatehouse.ENotFound {
+		return e // rolled back to the savepoint: the transaction goes on
+	}
+	return t.check(e)
 }

@@ -133,26 +133,31 @@ func (t *Tx) UpdateEnrollment(e *gatehouse.Enrollment, prevETag string) error {
 // statement. In read committed, an UPDATE that waited for another checks
 // its WHERE again on the row that one left, so the limits hold.
 func (t *Tx) CountEnrollmentUse(u gatehouse.EnrollmentUse) error {
-	tag, err := t.tx.Exec(t.ctx, `UPDATE enrollments SET registrations = registrations + $4, uses = uses + $5
+	return t.write(t.countEnrollmentUse(u), nil)
+}
+
+func (t *Tx) countEnrollmentUse(u gatehouse.EnrollmentUse) queued {
+	return queued{sql: `UPDATE enrollments SET registrations = registrations + $4, uses = uses + $5
 		WHERE scope = $1 AND id = $2 AND etag = $3
 			AND ($4 = 0 OR $6 <= 0 OR registrations + $4 <= $6) AND ($5 = 0 OR $7 <= 0 OR uses + $5 <= $7)`,
-		u.Scope, u.ID, u.ETag, u.Registrations, u.Uses, u.MaxRegistrations, u.MaxUses)
-	if err != nil {
-		return t.fail("count enrollment use", err)
-	}
-	if tag.RowsAffected() > 0 {
-		return nil
-	}
-	var etag string
-	var registrations, uses int
-	err = t.tx.QueryRow(t.ctx, `SELECT etag, registrations, uses FROM enrollments WHERE scope = $1 AND id = $2`, u.Scope, u.ID).
-		Scan(&etag, &registrations, &uses)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return gatehouse.Errorf(gatehouse.ENotFound, "enrollment %q not found", u.ID)
-	} else if err != nil {
-		return t.fail("count enrollment use", err)
-	}
-	return u.Refused(etag, registrations, uses)
+		args:      []any{u.Scope, u.ID, u.ETag, u.Registrations, u.Uses, u.MaxRegistrations, u.MaxUses},
+		refusable: true,
+		check: rowsCheck("count enrollment use", func() error {
+			// Why: a second statement, which sees what the UPDATE waited
+			// for (read committed), after the batch.
+			return explain(func() error {
+				var etag string
+				var registrations, uses int
+				err := t.tx.QueryRow(t.ctx, `SELECT etag, registrations, uses FROM enrollments WHERE scope = $1 AND id = $2`, u.Scope, u.ID).
+					Scan(&etag, &registrations, &uses)
+				if errors.Is(err, pgx.ErrNoRows) {
+					return gatehouse.Errorf(gatehouse.ENotFound, "enrollment %q not found", u.ID)
+				} else if err != nil {
+					return mapErr("count enrollment use", err)
+				}
+				return u.Refused(etag, registrations, uses)
+			})
+		})}
 }
 
 // DeleteEnrollment removes the row; registration records naming the

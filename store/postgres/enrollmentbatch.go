@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
+	"github.com/jackc/pgx/v5"
 )
 
 // GetEnrollments implements gatehouse.Tx: one statement for the whole set,
@@ -34,7 +35,7 @@ func (t *Tx) GetEnrollments(scope string, ids []string) (map[string]*gatehouse.E
 
 // CreateEnrollments implements gatehouse.Tx: one statement whatever the
 // number (arrays unnested server side), in a savepoint so that a conflict
-// leaves nothing and keeps the transaction usable.
+// leaves nothing and keeps the transaction usable: one round trip.
 func (t *Tx) CreateEnrollments(es []*gatehouse.Enrollment) error {
 	n := len(es)
 	if n == 0 {
@@ -57,12 +58,12 @@ func (t *Tx) CreateEnrollments(es []*gatehouse.Enrollment) error {
 		etags[i], created[i], updated[i] = e.ETag, e.CreatedAt, e.UpdatedAt
 		registrations[i], uses[i] = int32(e.Registrations), int32(e.Attestation.Uses)
 	}
-	sp, err := t.tx.Begin(t.ctx)
-	if err != nil {
-		return t.fail("create enrollments", err)
-	}
-	var inserted int64
-	err = sp.QueryRow(t.ctx, `
+	// One batch with its savepoint (and what the pipe queued); the release
+	// waits in the pipe for the next statement.
+	b := &pgx.Batch{}
+	b.Queue(`SAVEPOINT create_batch`)
+	inserted := int64(-1) // until the count comes back
+	b.Queue(`
 		WITH e AS (
 			INSERT INTO enrollments (`+enrollmentColumns+`)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::json[],
@@ -72,25 +73,26 @@ func (t *Tx) CreateEnrollments(es []*gatehouse.Enrollment) error {
 			RETURNING 1
 		)
 		SELECT count(*) FROM e`,
-		scopes, ids, types, attTypes, enabled, bodies, configs, tokenHashes, sealed, etags, created, updated, registrations, uses).Scan(&inserted)
-	if err == nil && inserted != int64(n) {
-		if rerr := sp.Rollback(t.ctx); rerr != nil {
-			return t.fail("create enrollments", rerr)
-		}
+		scopes, ids, types, attTypes, enabled, bodies, configs, tokenHashes, sealed, etags, created, updated, registrations, uses).
+		QueryRow(func(row pgx.Row) error { return row.Scan(&inserted) })
+	err := t.tx.SendBatch(t.ctx, b).Close()
+	if t.tx.failed != nil {
+		return t.tx.failed // a write queued before failed: the savepoint was not reached
+	}
+	if err == nil && inserted == int64(n) {
+		t.tx.queue(queued{sql: `RELEASE SAVEPOINT create_batch`, check: execCheck("create enrollments")})
+		return nil
+	}
+	if _, rerr := t.tx.Exec(t.ctx, `ROLLBACK TO SAVEPOINT create_batch`); rerr != nil {
+		return t.fail("create enrollments", rerr)
+	}
+	if inserted >= 0 && inserted != int64(n) {
+		// The rows after the count may have failed on the existing ones.
 		return gatehouse.Errorf(gatehouse.EConflict, "%d of %d enrollments already exist in scope %q", int64(n)-inserted, n, es[0].Scope)
 	}
-	if err != nil {
-		if rerr := sp.Rollback(t.ctx); rerr != nil {
-			return t.fail("create enrollments", rerr)
-		}
-		e := mapErr("create enrollments", err)
-		if gatehouse.ErrorCode(e) == gatehouse.EConflict || gatehouse.ErrorCode(e) == gatehouse.ENotFound {
-			return e
-		}
-		return t.check(e)
+	e := mapErr("create enrollments", err)
+	if gatehouse.ErrorCode(e) == gatehouse.EConflict || gatehouse.ErrorCode(e) == gatehouse.ENotFound {
+		return e
 	}
-	if err := sp.Commit(t.ctx); err != nil {
-		return t.fail("create enrollments", err)
-	}
-	return nil
+	return t.check(e)
 }

@@ -17,7 +17,7 @@ import (
 // events.
 //
 // AppendEvent implements gatehouse.Tx. The event is written, and numbered,
-// when fn has returned (flushEvents), just before COMMIT: the scope's
+// when fn has returned (flushEvents), in COMMIT's batch: the scope's
 // counter row, which keeps the sequence gap-free and in commit order, is
 // then locked only from there to the end of COMMIT, not through all of fn,
 // so concurrent writers to one scope overlap everything else. e.Seq is set
@@ -27,12 +27,14 @@ func (t *Tx) AppendEvent(e *gatehouse.Event) error {
 	return nil
 }
 
-// flushEvents numbers and writes the events fn appended: per scope, one
-// counter update for all of them and one insert, scopes in order (so that
-// transactions appending to several lock their counters in one order).
-func (t *Tx) flushEvents() error {
+// flushEvents queues the statements that number and write the events fn
+// appended: per scope, one counter update for all of them and one insert,
+// scopes in order (so that transactions appending to several lock their
+// counters in one order). They cannot refuse, so COMMIT goes in the same
+// batch.
+func (t *Tx) flushEvents() {
 	if len(t.events) == 0 {
-		return nil
+		return
 	}
 	byScope := map[string][]*gatehouse.Event{}
 	for _, e := range t.events {
@@ -53,8 +55,7 @@ func (t *Tx) flushEvents() error {
 		}
 		// One statement: take n numbers, write the n events in append
 		// order (ordinality 1..n after the counter's old value).
-		var first int64
-		if err := t.tx.QueryRow(t.ctx, `
+		t.tx.queue(queued{sql: `
 			WITH next AS (
 				INSERT INTO event_seqs AS s (scope, seq) VALUES ($1, $2)
 				ON CONFLICT (scope) DO UPDATE SET seq = s.seq + $2
@@ -67,14 +68,18 @@ func (t *Tx) flushEvents() error {
 				RETURNING seq
 			)
 			SELECT min(seq) FROM ins`,
-			scope, len(evs), types, times, actors, subjects, datas).Scan(&first); err != nil {
-			return t.fail("append event", err)
-		}
-		for i, e := range evs {
-			e.Seq = first + int64(i)
-		}
+			args: []any{scope, len(evs), types, times, actors, subjects, datas},
+			check: func(br pgx.BatchResults) error {
+				var first int64
+				if err := br.QueryRow().Scan(&first); err != nil {
+					return mapErr("append event", err)
+				}
+				for i, e := range evs {
+					e.Seq = first + int64(i)
+				}
+				return nil
+			}})
 	}
-	return nil
 }
 
 func (s *Store) ListEvents(ctx context.Context, scope string, after int64, limit int) ([]*gatehouse.Event, error) {

@@ -26,12 +26,12 @@ func (s *Store) GetRegistration(ctx context.Context, scope, registrationID strin
 // locks nothing while there is no record, and two first registrations of
 // one device would both find none. The read is a second statement so that,
 // in read committed, it sees what a transaction that held the lock before
-// committed. Hash collisions only make two IDs wait for each other.
+// committed; the two go in one batch (with BEGIN, when the registration is
+// the transaction's first statement), and PostgreSQL runs them in order.
+// Hash collisions only make two IDs wait for each other.
 func (t *Tx) GetRegistration(scope, registrationID string) (*gatehouse.Registration, error) {
-	if _, err := t.tx.Exec(t.ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2 || '/' || $3))`,
-		registrationLockClass, scope, registrationID); err != nil {
-		return nil, t.fail("lock registration", err)
-	}
+	t.tx.queue(queued{sql: `SELECT pg_advisory_xact_lock($1, hashtext($2 || '/' || $3))`,
+		args: []any{registrationLockClass, scope, registrationID}, check: execCheck("lock registration")})
 	r, err := getRegistration(t.ctx, t.tx, scope, registrationID, " FOR UPDATE")
 	return r, t.check(err)
 }
@@ -54,17 +54,18 @@ func getRegistration(ctx context.Context, q querier, scope, id, lock string) (*g
 
 // PutRegistration upserts the record.
 func (t *Tx) PutRegistration(r *gatehouse.Registration) error {
-	_, err := t.tx.Exec(t.ctx, `INSERT INTO registrations (`+registrationColumns+`)
+	return t.write(t.putRegistration(r), nil)
+}
+
+func (t *Tx) putRegistration(r *gatehouse.Registration) queued {
+	return queued{sql: `INSERT INTO registrations (` + registrationColumns + `)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 		ON CONFLICT (scope, registration_id) DO UPDATE SET enrollment_id = EXCLUDED.enrollment_id,
 			device_id = EXCLUDED.device_id, operation_id = EXCLUDED.operation_id, status = EXCLUDED.status,
 			substatus = EXCLUDED.substatus, assigned_hub = EXCLUDED.assigned_hub, error_code = EXCLUDED.error_code,
 			error_message = EXCLUDED.error_message, attempts = EXCLUDED.attempts, created_at = EXCLUDED.created_at,
 			updated_at = EXCLUDED.updated_at, etag = EXCLUDED.etag`,
-		r.Scope, r.RegistrationID, r.EnrollmentID, r.DeviceID, r.OperationID, string(r.Status), r.Substatus,
-		r.AssignedHub, r.ErrorCode, r.ErrorMessage, r.Attempts, r.CreatedAt, r.UpdatedAt, r.ETag)
-	if err != nil {
-		return t.fail("put registration", err)
-	}
-	return nil
+		args: []any{r.Scope, r.RegistrationID, r.EnrollmentID, r.DeviceID, r.OperationID, string(r.Status), r.Substatus,
+			r.AssignedHub, r.ErrorCode, r.ErrorMessage, r.Attempts, r.CreatedAt, r.UpdatedAt, r.ETag},
+		check: execCheck("put registration")}
 }

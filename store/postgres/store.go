@@ -102,34 +102,70 @@ func (s *Store) Update(ctx context.Context, fn func(tx gatehouse.Tx) error) erro
 }
 
 // update makes one attempt; retry says whether another may succeed.
+//
+// BEGIN is not sent on its own: it waits in the pipe and goes with the
+// transaction's first statement; COMMIT goes with the events (and any other
+// queued statement that cannot refuse). A registration takes four round
+// trips: BEGIN with the registration's lock and read, the device's read,
+// the deferred writes, the events with COMMIT.
 func (s *Store) update(ctx context.Context, fn func(tx gatehouse.Tx) error) (retry bool, err error) {
-	ptx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return false, mapErr("begin", err)
 	}
-	tx := &Tx{ctx: ctx, tx: ptx}
+	// A connection left inside a transaction (a failed ROLLBACK, a lost
+	// batch) is closed by the pool, not reused.
+	defer conn.Release()
+	p := &pipe{conn: conn.Conn()}
+	p.queue(queued{sql: "BEGIN", check: execCheck("begin")})
+	tx := &Tx{ctx: ctx, tx: p}
 	committed := false
 	defer func() {
 		// Also when fn panics: the connection goes back to the pool clean
 		// and the panic carries on to the caller.
 		if !committed {
-			ptx.Rollback(context.WithoutCancel(ctx))
+			p.rollback(context.WithoutCancel(ctx))
 		}
 	}()
-	if err := fn(tx); err != nil {
-		// fn may have turned the driver's error into its own; the Tx
-		// remembers whether PostgreSQL asked for a retry.
-		return isRetryable(tx.aborted) || isRetryable(err), err
+	err = fn(tx)
+	if p.failed != nil {
+		// A deferred write failed: its error comes first, as it would have
+		// had the write been sent at once (fn may have tripped over it
+		// later and returned something else).
+		err = p.failed
 	}
-	if tx.aborted != nil {
+	if err != nil {
+		// fn may have turned the driver's error into its own; the pipe
+		// remembers whether PostgreSQL asked for a retry.
+		return isRetryable(p.aborted) || isRetryable(err), err
+	}
+	if p.aborted != nil {
 		// fn swallowed an error that aborted the transaction: COMMIT would
 		// only roll back.
-		return isRetryable(tx.aborted), mapErr("commit", tx.aborted)
+		return isRetryable(p.aborted), mapErr("commit", p.aborted)
 	}
-	if err := tx.flushEvents(); err != nil {
-		return isRetryable(tx.aborted) || isRetryable(err), err
+	if p.refusable() {
+		// Deferred writes that may refuse go first, and are checked, so
+		// that COMMIT follows only if none did.
+		err = p.flush(ctx)
 	}
-	err = ptx.Commit(ctx)
+	if err == nil {
+		// The events, and COMMIT with them: the scope's counter row is
+		// locked from the events' statement to the end of COMMIT only.
+		tx.flushEvents()
+		if !p.sent && len(p.queued) == 1 {
+			// Nothing but BEGIN: no statement, nothing to commit.
+			p.queued = nil
+			committed = true
+			return false, nil
+		}
+		err = p.commit(ctx)
+	}
+	if p.failed != nil || p.aborted != nil {
+		// A queued statement failed: COMMIT was not sent, or PostgreSQL
+		// skipped it.
+		return isRetryable(p.aborted) || isRetryable(err), err
+	}
 	committed = true // or failed: either way there is nothing to roll back
 	if err != nil {
 		// A connection lost during COMMIT leaves the outcome unknown, so

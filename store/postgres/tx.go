@@ -21,16 +21,88 @@ type querier interface {
 // valid only inside the function passed to Store.Update.
 type Tx struct {
 	ctx context.Context
-	tx  pgx.Tx
-	// aborted is the first database error seen; PostgreSQL has aborted
-	// the transaction and will not commit it.
-	aborted error
-	// events are the events fn appended, written by flushEvents before
+	// tx sends the statements (see pipe); it also knows whether the
+	// transaction has failed.
+	tx *pipe
+	// events are the events fn appended, queued by flushEvents before
 	// COMMIT.
 	events []*gatehouse.Event
 }
 
-var _ gatehouse.Tx = (*Tx)(nil)
+var (
+	_ gatehouse.Tx       = (*Tx)(nil)
+	_ gatehouse.Deferrer = (*Tx)(nil)
+)
+
+// Deferred implements gatehouse.Deferrer. The view queues CreateDevice,
+// AddStateChange, CreateCredential, UpdateCredential, PutRegistration and
+// CountEnrollmentUse in the pipe; UpdateDevice runs at once (it may have to
+// rewrite the device's tag rows, depending on its answer).
+func (t *Tx) Deferred(onErr func(error) error) gatehouse.Tx {
+	if onErr == nil {
+		onErr = func(err error) error { return err }
+	}
+	return &deferredTx{Tx: t, onErr: onErr}
+}
+
+// deferredTx is the view Deferred returns.
+type deferredTx struct {
+	*Tx
+	onErr func(error) error
+}
+
+// write queues q, or returns the error of building it (bad input: nothing
+// was sent).
+func (d *deferredTx) write(q queued, err error) error {
+	if err != nil {
+		return d.onErr(err)
+	}
+	if d.tx.failed != nil {
+		return d.tx.failed
+	}
+	q.onErr = d.onErr
+	d.tx.queue(q)
+	return nil
+}
+
+func (d *deferredTx) CreateDevice(dev *gatehouse.Device) error {
+	return d.write(d.createDevice(dev))
+}
+
+func (d *deferredTx) UpdateDevice(dev *gatehouse.Device, prevETag string) error {
+	if err := d.Tx.UpdateDevice(dev, prevETag); err != nil {
+		return d.onErr(err)
+	}
+	return nil
+}
+
+func (d *deferredTx) AddStateChange(scope, id string, c *gatehouse.StateChange) error {
+	return d.write(d.addStateChange(scope, id, c), nil)
+}
+
+func (d *deferredTx) CreateCredential(c *gatehouse.Credential) error {
+	return d.write(d.createCredential(c), nil)
+}
+
+func (d *deferredTx) UpdateCredential(c *gatehouse.Credential) error {
+	return d.write(d.updateCredential(c), nil)
+}
+
+func (d *deferredTx) PutRegistration(r *gatehouse.Registration) error {
+	return d.write(d.putRegistration(r), nil)
+}
+
+func (d *deferredTx) CountEnrollmentUse(u gatehouse.EnrollmentUse) error {
+	return d.write(d.countEnrollmentUse(u), nil)
+}
+
+// write runs q now: the non-deferred form of the deferrable writes.
+func (t *Tx) write(q queued, err error) error {
+	if err != nil {
+		return err
+	}
+	return t.check(t.tx.run(t.ctx, q))
+}
 
 // fail maps a database error and records it: PostgreSQL has aborted the
 // transaction.
@@ -88,9 +160,7 @@ func (t *Tx) check(err error) error {
 	if _, ok := err.(*gatehouse.Error); ok {
 		return err
 	}
-	if t.aborted == nil {
-		t.aborted = err
-	}
+	t.tx.noteAbort(err)
 	return err
 }
 

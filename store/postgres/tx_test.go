@@ -269,3 +269,66 @@ func TestEventWrittenAtCommitFails(t *testing.T) {
 		t.Errorf("the next event took seq %d, want 1 (the failed transaction's numbers returned)", e.Seq)
 	}
 }
+
+// TestDeferredWriteFailsAtCommit: a write through gatehouse.Deferred is
+// queued, not sent (its method returns nil even for a row PostgreSQL will
+// refuse); the database error comes from Update, the transaction leaves
+// nothing, its connection goes back to the pool usable, and the failure is
+// not retried.
+func TestDeferredWriteFailsAtCommit(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	if err := s.Update(ctx, func(tx gatehouse.Tx) error {
+		return tx.CreateScope(&gatehouse.Scope{ID: "acme", CreatedAt: ts()})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	err := s.Update(ctx, func(tx gatehouse.Tx) error {
+		calls++
+		w := gatehouse.Deferred(tx, nil)
+		if err := w.CreateDevice(testDevice("acme", "kept-out")); err != nil {
+			return err
+		}
+		// PostgreSQL text cannot hold NUL.
+		if err := w.AddStateChange("acme", "kept-out", &gatehouse.StateChange{To: gatehouse.StateActive, Reason: "bad\x00reason", Time: ts()}); err != nil {
+			t.Errorf("deferred AddStateChange returned %v before anything was sent", err)
+			return err
+		}
+		return tx.AppendEvent(&gatehouse.Event{Scope: "acme", Type: "lost", Time: ts()})
+	})
+	if err == nil {
+		t.Fatal("Update: got nil error for a deferred write PostgreSQL refuses")
+	}
+	if calls != 1 {
+		t.Errorf("fn ran %d times, want 1 (not a retryable error)", calls)
+	}
+	if _, err := s.GetDevice(ctx, "acme", "kept-out"); gatehouse.ErrorCode(err) != gatehouse.ENotFound {
+		t.Errorf("GetDevice(kept-out): got %v, want not_found", err)
+	}
+	// Every pooled connection works (none was left inside the failed
+	// transaction), and the event numbers came back.
+	for i := range 8 {
+		e := &gatehouse.Event{Scope: "acme", Type: "next", Time: ts()}
+		if err := s.Update(ctx, func(tx gatehouse.Tx) error {
+			if _, err := tx.GetScope("acme"); err != nil {
+				return err
+			}
+			return tx.AppendEvent(e)
+		}); err != nil {
+			t.Fatalf("Update %d after the failure: %v", i, err)
+		}
+		if e.Seq != int64(i+1) {
+			t.Errorf("event %d took seq %d", i+1, e.Seq)
+		}
+	}
+}
+
+// TestEmptyUpdateSendsNothing: a transaction that made no statement needs
+// no BEGIN or COMMIT, and still succeeds.
+func TestEmptyUpdateSendsNothing(t *testing.T) {
+	s := newStore(t)
+	if err := s.Update(context.Background(), func(tx gatehouse.Tx) error { return nil }); err != nil {
+		t.Fatalf("Update with an empty fn: %v", err)
+	}
+}

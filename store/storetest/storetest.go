@@ -43,6 +43,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("History", func(t *testing.T) { testHistory(t, newStore(t)) })
 	t.Run("Settings", func(t *testing.T) { testSettings(t, newStore) })
 	t.Run("ErrorsKeepTxUsable", func(t *testing.T) { testErrorsKeepTxUsable(t, newStore(t)) })
+	t.Run("Deferred", func(t *testing.T) { testDeferred(t, newStore) })
 	t.Run("DefaultLimits", func(t *testing.T) { testDefaultLimits(t, newStore(t)) })
 	t.Run("ScopeCAs", func(t *testing.T) { testScopeCAs(t, newStore) })
 	t.Run("CRLs", func(t *testing.T) { testCRLs(t, newStore) })
