@@ -43,8 +43,8 @@ type ProvisionCommit struct {
 	// registration if the etag (the settings) is still the copy's: on
 	// PostgreSQL concurrent registrations of one enrollment then hold its
 	// row lock only for their last statements and the commit, not for the
-	// whole transaction. If the settings changed in between, the
-	// transaction runs again reading the enrollment first.
+	// whole transaction. If the settings changed in between (or a limit
+	// was reached), the transaction runs again reading the enrollment first.
 	Enrollment *gatehouse.Enrollment
 }
 
@@ -60,7 +60,8 @@ type ProvisionOutcome struct {
 var errRetry = errors.New("retry provisioning transaction")
 
 // errStaleEnrollment asks CommitProvision to run the transaction again
-// without the attestation's copy of the enrollment: its settings changed.
+// without the attestation's copy of the enrollment: its settings changed,
+// or a limit it shows room under was reached since.
 var errStaleEnrollment = errors.New("the enrollment changed since the attestation read it")
 
 // CommitProvision creates or re-provisions the device, records the issued
