@@ -73,6 +73,14 @@ func (s *Service) authenticateDeviceSAS(ctx context.Context, scope, deviceID, to
 	}
 	keys := [][]byte{sec.PrimaryKey, sec.SecondaryKey}
 	if e.Type == gatehouse.EnrollmentGroup {
+		// A group's device keys are derived from registration IDs; the key
+		// derived from this device ID belongs to the device that registered
+		// under that ID, which is this one only when device ID =
+		// registration ID. With another template a member whose
+		// registration ID is "d-x" would hold the key of device "d-x".
+		if t := e.DeviceIDTemplate; t != "" && t != "{registrationId}" {
+			return nil, &reasonError{reason: "group with a device ID template: SAS login not possible", err: errDeviceSAS}
+		}
 		keys = [][]byte{attest.DeriveDeviceKey(sec.PrimaryKey, deviceID), attest.DeriveDeviceKey(sec.SecondaryKey, deviceID)}
 	}
 	if _, err := attest.VerifySASWithKeys(sas, keys, s.now(), s.maxSASLifetime); err != nil {

@@ -629,6 +629,36 @@ func TestRevokeKeyCredential(t *testing.T) {
 	}
 }
 
+// TestDeviceSASRefusedWithIDTemplate: in a group whose device IDs are not
+// the registration IDs, the key derived from a device ID is another
+// member's registration key, so no device of the group logs in by SAS: a
+// member registered as "d-x" cannot pass for device "d-x" (registration x).
+func TestDeviceSASRefusedWithIDTemplate(t *testing.T) {
+	f := newFixture(t)
+	g := f.enroll(t, `{"id":"g","type":"group","attestation":{"type":"symmetric_key"},"deviceIdTemplate":"d-{registrationId}"}`)
+	for _, id := range []string{"x", "d-x"} {
+		if _, err := f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: id, SAS: sasFor(t, g.Attestation.PrimaryKey, id, true)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	group, _ := base64.StdEncoding.DecodeString(g.Attestation.PrimaryKey)
+	// The member registered as "d-x" holds HMAC(group, "d-x"): the key a
+	// device SAS for device "d-x" (registration "x") would be checked with.
+	sas := attest.NewSAS(attest.DeriveDeviceKey(group, "d-x"), "default/devices/d-x", time.Now().Add(time.Hour))
+	_, err := f.prov.AuthenticateDeviceSAS(f.ctx, "default", "d-x", sas)
+	wantCode(t, err, gatehouse.EUnauthenticated)
+
+	// With the identity template, SAS login works.
+	h := f.enroll(t, `{"id":"h","type":"group","attestation":{"type":"symmetric_key"},"deviceIdTemplate":"{registrationId}"}`)
+	if _, err := f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: "y", SAS: sasFor(t, h.Attestation.PrimaryKey, "y", true)}); err != nil {
+		t.Fatal(err)
+	}
+	hk, _ := base64.StdEncoding.DecodeString(h.Attestation.PrimaryKey)
+	if _, err := f.prov.AuthenticateDeviceSAS(f.ctx, "default", "y", attest.NewSAS(attest.DeriveDeviceKey(hk, "y"), "default/devices/y", time.Now().Add(time.Hour))); err != nil {
+		t.Errorf("identity template: %v", err)
+	}
+}
+
 // TestNewGroupSeenAtOnce: the attestation's cache of groups never hides a
 // group created on this node, and a group created on another node (here a
 // second registry on the same database) is found by the first registration
