@@ -16,3 +16,5 @@ var (
 	CountQuery         = countQuery
 	ExpiringCountQuery = expiringCountQuery
 )
+
+var AnalyzeCheckEvery = analyzeCheckEvery

@@ -31,6 +31,8 @@ import (
 // use.
 type Store struct {
 	pool *pgxpool.Pool
+	// analyze is the one-off ANALYZE of tables never analyzed (analyze.go).
+	analyze firstAnalyze
 }
 
 var _ gatehouse.Store = (*Store)(nil)
@@ -56,11 +58,15 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &Store{pool: pool}, nil
+	s := &Store{pool: pool}
+	s.analyze.ctx, s.analyze.stop = context.WithCancel(context.Background())
+	return s, nil
 }
 
 // Close releases the store's connections.
 func (s *Store) Close() error {
+	s.analyze.stop()
+	s.analyze.wg.Wait()
 	s.pool.Close()
 	return nil
 }
@@ -89,6 +95,9 @@ const maxAttempts = 5
 func (s *Store) Update(ctx context.Context, fn func(tx gatehouse.Tx) error) error {
 	for attempt := 1; ; attempt++ {
 		retry, err := s.update(ctx, fn)
+		if err == nil {
+			s.committed()
+		}
 		if !retry || attempt == maxAttempts {
 			return err
 		}
