@@ -23,7 +23,7 @@ import (
 // read all the scope's devices for that long: three such lookups per registration (the device's read, the
 // history row's guard and its foreign-key check), about 75 buffer reads
 // instead of 8 at 5,000 devices, and growing with the scope (see
-// docs/benchmarks.md, PostgreSQL, session 6).
+// docs/benchmarks.md, PostgreSQL, "where PostgreSQL's CPU per registration went").
 //
 // Analyzing at once does not help while a table is empty (the plans then
 // scan it whole), so the store analyzes such a table itself once it holds
