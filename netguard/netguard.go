@@ -28,9 +28,12 @@ import (
 // since self-hosted receivers commonly live there.
 const Default = "link-local"
 
-// named are the address ranges policies may name.
+// named are the address ranges policies may name. link-local also holds
+// the instance metadata addresses clouds serve outside link-local ranges
+// (AWS and OCI over IPv6, Alibaba Cloud): closing link-local is meant to
+// close instance metadata.
 var named = map[string][]netip.Prefix{
-	"link-local": prefixes("169.254.0.0/16", "fe80::/10"),
+	"link-local": prefixes("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "fd00:c1::a9fe:a9fe/128", "100.100.100.200/32"),
 	"private":    prefixes("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"),
 	"loopback":   prefixes("127.0.0.0/8", "::1/128"),
 }

@@ -47,6 +47,16 @@ func TestCheck(t *testing.T) {
 			}
 		}
 	}
+	// Clouds that serve instance metadata (and credentials) outside
+	// 169.254/16 and fe80::/10: AWS's IPv6 endpoint, OCI's IPv6 endpoint,
+	// Alibaba Cloud's. The default must close them as it does 169.254.169.254.
+	def := netguard.MustParse(netguard.Default)
+	for _, a := range []string{"fd00:ec2::254", "fd00:c1::a9fe:a9fe", "100.100.100.200"} {
+		var ce *netguard.ClosedError
+		if err := def.Check(netip.MustParseAddr(a)); !errors.As(err, &ce) {
+			t.Errorf("default policy: metadata address %s open (%v), want closed", a, err)
+		}
+	}
 	for _, bad := range []string{"intranet", "10.0.0.0/33", "link-local;private", "10.0.0.1"} {
 		if _, err := netguard.Parse(bad); err == nil || !strings.Contains(err.Error(), "CIDR") {
 			t.Errorf("Parse(%q) = %v, want an error naming what is accepted", bad, err)
