@@ -111,7 +111,14 @@ func (p *pipe) send(ctx context.Context, b *pgx.Batch) (pgx.BatchResults, error)
 	br := p.conn.SendBatch(ctx, all)
 	for _, s := range q {
 		if err := s.check(br); err != nil {
-			br.Close()
+			cerr := br.Close()
+			if _, ok := err.(explain); ok && cerr != nil {
+				// A later statement of the batch failed: the transaction
+				// is aborted, and the read that would say why s refused
+				// cannot run. Its refusal stands, as the least it says.
+				p.noteAbort(mapErr("batch", cerr))
+				err = gatehouse.Errorf(gatehouse.EPreconditionFailed, "the row changed since it was read; read it again and retry")
+			}
 			return nil, p.fail(s, err)
 		}
 	}

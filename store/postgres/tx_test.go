@@ -332,3 +332,34 @@ func TestEmptyUpdateSendsNothing(t *testing.T) {
 		t.Fatalf("Update with an empty fn: %v", err)
 	}
 }
+
+// TestDeferredRefusalAfterAbort: a deferred write refused (a stale etag)
+// in a batch whose later statement fails keeps its own error: the read that
+// says why it was refused cannot run in the aborted transaction, and the
+// caller must still see a refusal (the registration retries on it), not
+// "current transaction is aborted".
+func TestDeferredRefusalAfterAbort(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	e := &gatehouse.Enrollment{ID: "line", Scope: "acme", Type: gatehouse.EnrollmentGroup, Enabled: true,
+		Attestation: gatehouse.Attestation{Type: gatehouse.AttestSymmetricKey}, CreatedAt: ts(), UpdatedAt: ts(), ETag: "e1"}
+	if err := s.Update(ctx, func(tx gatehouse.Tx) error {
+		if err := tx.CreateScope(&gatehouse.Scope{ID: "acme", CreatedAt: ts()}); err != nil {
+			return err
+		}
+		return tx.CreateEnrollment(e)
+	}); err != nil {
+		t.Fatalf("setup: %v", err)
+	}
+	err := s.Update(ctx, func(tx gatehouse.Tx) error {
+		if err := gatehouse.Deferred(tx, nil).CountEnrollmentUse(gatehouse.EnrollmentUse{Scope: "acme", ID: "line", ETag: "stale", Registrations: 1}); err != nil {
+			return err
+		}
+		// Sent with the queued count, after it; fails (text cannot hold NUL).
+		tx.CreateScope(&gatehouse.Scope{ID: "bad\x00scope", CreatedAt: ts()})
+		return nil
+	})
+	if got := gatehouse.ErrorCode(err); got != gatehouse.EPreconditionFailed {
+		t.Errorf("Update: got %v (code %q), want the count's refusal (%s)", err, got, gatehouse.EPreconditionFailed)
+	}
+}
