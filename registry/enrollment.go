@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse"
@@ -133,7 +134,7 @@ func (s *Service) newEnrollment(scope string, req EnrollmentCreate, p *gatehouse
 	if err != nil {
 		return nil, none, err
 	}
-	if err := s.preparePolicy(e, &secrets); err != nil {
+	if err := s.preparePolicy(e, &secrets, nil); err != nil {
 		return nil, none, err
 	}
 	if e.ExpiresAt != nil && !e.ExpiresAt.After(now) {
@@ -256,8 +257,12 @@ func parseOneCertificate(p string) (*x509.Certificate, error) {
 	return c, nil
 }
 
-// preparePolicy validates and defaults the non-attestation members.
-func (s *Service) preparePolicy(e *gatehouse.Enrollment, secrets *EnrollmentSecrets) error {
+// preparePolicy validates and defaults the non-attestation members. prev
+// is the stored enrollment e changes (nil for a new one): the endpoints and
+// webhook URLs it already holds are kept as they are, so that an
+// enrollment stored under an earlier version's rules stays patchable
+// (disabled, first of all).
+func (s *Service) preparePolicy(e *gatehouse.Enrollment, secrets *EnrollmentSecrets, prev *gatehouse.Enrollment) error {
 	if e.DeviceIDTemplate != "" {
 		if _, err := e.DeviceIDFor("x"); err != nil && gatehouse.ErrorCode(err) == gatehouse.EInvalid {
 			return err
@@ -316,7 +321,7 @@ func (s *Service) preparePolicy(e *gatehouse.Enrollment, secrets *EnrollmentSecr
 	}
 	for i := range a.Endpoints {
 		ep := &a.Endpoints[i]
-		if err := gatehouse.ValidateEndpointHost(ep.Host); err != nil {
+		if err := gatehouse.ValidateEndpointHost(ep.Host); err != nil && !hasEndpoint(prev, ep.Host) {
 			return err
 		}
 		if ep.Weight < 0 || ep.Weight > 1000 {
@@ -330,21 +335,32 @@ func (s *Service) preparePolicy(e *gatehouse.Enrollment, secrets *EnrollmentSecr
 		return gatehouse.Errorf(gatehouse.EInvalid, "custom allocation needs allocation.webhook")
 	}
 	var err error
-	if secrets.AllocationHookKey, err = prepareWebhook(a.Webhook, secrets.AllocationHookKey); err != nil {
+	var prevAlloc, prevPre *gatehouse.Webhook
+	if prev != nil {
+		prevAlloc, prevPre = prev.Allocation.Webhook, prev.PreProvision
+	}
+	if secrets.AllocationHookKey, err = prepareWebhook(a.Webhook, secrets.AllocationHookKey, prevAlloc); err != nil {
 		return err
 	}
-	if secrets.PreProvisionKey, err = prepareWebhook(e.PreProvision, secrets.PreProvisionKey); err != nil {
+	if secrets.PreProvisionKey, err = prepareWebhook(e.PreProvision, secrets.PreProvisionKey, prevPre); err != nil {
 		return err
 	}
 	return nil
 }
 
+// hasEndpoint reports whether the stored enrollment prev (nil for none)
+// already names host as an endpoint.
+func hasEndpoint(prev *gatehouse.Enrollment, host string) bool {
+	return prev != nil && slices.ContainsFunc(prev.Allocation.Endpoints, func(ep gatehouse.Endpoint) bool { return ep.Host == host })
+}
+
 // prepareWebhook validates a webhook and takes its secret out of the record.
-func prepareWebhook(w *gatehouse.Webhook, prev []byte) ([]byte, error) {
+// The URL of stored, the webhook it replaces, is not checked again.
+func prepareWebhook(w *gatehouse.Webhook, prev []byte, stored *gatehouse.Webhook) ([]byte, error) {
 	if w == nil {
 		return nil, nil
 	}
-	if err := validateWebhookURL(w.URL); err != nil {
+	if err := validateWebhookURL(w.URL); err != nil && (stored == nil || stored.URL != w.URL) {
 		return nil, gatehouse.Errorf(gatehouse.EInvalid, "webhook %s", gatehouse.ErrorMessage(err))
 	}
 	if w.Timeout == 0 {
@@ -524,7 +540,7 @@ func (s *Service) PatchEnrollment(ctx context.Context, p *gatehouse.Principal, s
 		if err != nil {
 			return err
 		}
-		if err := s.preparePolicy(&e, secrets); err != nil {
+		if err := s.preparePolicy(&e, secrets, cur); err != nil {
 			return err
 		}
 		if err := s.sealEnrollment(&e, secrets); err != nil {

@@ -424,7 +424,7 @@ func (s *Service) mergeEnrollment(cur *gatehouse.Enrollment, rec *EnrollmentReco
 		w := *e.Allocation.Webhook
 		e.Allocation.Webhook = &w
 	}
-	if err := s.preparePolicy(&e, &secrets); err != nil {
+	if err := s.preparePolicy(&e, &secrets, cur); err != nil {
 		return nil, false, err
 	}
 	if rec.ExpiresAt != nil && !sameTime(e.ExpiresAt, cur.ExpiresAt) && !e.ExpiresAt.After(now) {
