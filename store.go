@@ -102,7 +102,9 @@ type Reader interface {
 // fn may handle it, go on writing and return nil, and its other writes
 // commit. Any other error may have ended the transaction; fn should return it.
 // Writes made through Deferred(tx, ...) are the exception: their errors may
-// come late, and always end the transaction.
+// come late, and fn must return them, never handle them and go on (a
+// backend that queues them fails the transaction; one that runs them at
+// once would commit what fn did after a handled refusal).
 type Tx interface {
 	WebhookTx
 	ImportJobTx

@@ -58,13 +58,18 @@ type Policy struct {
 
 // Parse reads a policy: a comma-separated list of range names
 // (link-local, private, loopback) and CIDR prefixes (10.20.0.0/16,
-// fd00::/8) to close, or "none" to close only what is never a webhook's
-// address.
+// fd00::/8) to close. link-local (instance metadata) is closed whatever
+// the list, so that closing more never reopens it; only "none" opens it,
+// leaving closed only what is never a webhook's address. Empty is Default.
 func Parse(spec string) (*Policy, error) {
 	p := &Policy{spec: strings.TrimSpace(spec)}
-	if p.spec == "" || p.spec == "none" {
+	if p.spec == "" {
+		p.spec = Default
+	}
+	if p.spec == "none" {
 		return p, nil
 	}
+	p.deny = append(p.deny, named["link-local"]...)
 	for item := range strings.SplitSeq(p.spec, ",") {
 		item = strings.TrimSpace(item)
 		if r, ok := named[item]; ok {

@@ -81,7 +81,7 @@ GATEHOUSE_IMPORT_MAX_UPLOAD).`,
 	f.String("coaps-addr", server.DefaultCoAPSAddr, "address of the CoAP over DTLS listener (UDP); \"off\" disables it (env "+envCoAPSAddr+")")
 	f.String("mqtt-hook-secret-file", "", "file holding the bearer secret external brokers (EMQX, mosquitto-go-auth) send to /hooks/emqx/; without it the hook is off (env "+envMQTTHookFile+")")
 	f.String("assigned-hub", "", "host[:port] a registration answers as assignedHub when its enrollment names no endpoint (env "+envAssignedHub+"; default: the first --public-host, with the MQTT port unless 8883)")
-	f.String("webhook-deny", netguard.Default, "address ranges closed to outbound webhooks: link-local, private, loopback or CIDR prefixes, comma-separated, or none (env "+envWebhookDeny+")")
+	f.String("webhook-deny", netguard.Default, "address ranges closed to outbound webhooks: private, loopback or CIDR prefixes, comma-separated, always with link-local (cloud metadata); none opens all but 0.0.0.0, multicast and broadcast (env "+envWebhookDeny+")")
 	f.String("coap-addr", "off", "address of a plain CoAP listener serving only discovery (env "+envCoAPAddr+")")
 	addMQTTLimitFlags(f)
 	addImportJobFlags(f)

@@ -84,6 +84,8 @@ func installSDK(t *testing.T) *sdk {
 	dir := filepath.Join(parent, "azure-dps-"+hex.EncodeToString(h.Sum(nil))[:16])
 	const done = ".gatehouse-installed"
 	if _, err := os.Stat(filepath.Join(dir, done)); err == nil {
+		now := time.Now()
+		os.Chtimes(dir, now, now) // in use: not stale
 		return &sdk{node: node, modules: filepath.Join(dir, "node_modules"), script: script}
 	}
 
@@ -105,6 +107,7 @@ func installSDK(t *testing.T) *sdk {
 	// --ignore-scripts: nothing in the SDK needs an install script (one of
 	// its dependencies has a postinstall that only prints a banner).
 	cmd := exec.CommandContext(ctx, npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error")
+	cmd.WaitDelay = 5 * time.Second
 	cmd.Dir = tmp
 	start := time.Now()
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -124,10 +127,12 @@ func installSDK(t *testing.T) *sdk {
 			t.Fatalf("%s exists without %s: remove it", dir, done)
 		}
 	}
-	// Installs of other versions of the lock file are stale: drop them.
+	// Installs of other lock files unused for a week are stale: drop them
+	// (a checkout of another version may still be using a recent one).
 	if old, err := filepath.Glob(filepath.Join(parent, "azure-dps-*")); err == nil {
 		for _, o := range old {
-			if o != dir && !strings.HasPrefix(filepath.Base(o), "azure-dps-install-") {
+			fi, err := os.Stat(o)
+			if o != dir && err == nil && time.Since(fi.ModTime()) > 7*24*time.Hour {
 				os.RemoveAll(o)
 			}
 		}
@@ -185,6 +190,7 @@ func (s *sdk) run(t *testing.T, caFile string, args ...string) *sdkResult {
 	ctx, cancel := context.WithTimeout(t.Context(), 45*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, s.node, append([]string{s.script}, args...)...)
+	cmd.WaitDelay = 5 * time.Second // a child holding the output pipes cannot hang the test
 	env := []string{"NODE_EXTRA_CA_CERTS=" + caFile, "NODE_PATH=" + s.modules}
 	for _, kv := range os.Environ() {
 		// The script's own settings come from args only; NODE_OPTIONS and

@@ -51,6 +51,8 @@ type firstAnalyze struct {
 	running atomic.Bool
 	ctx     context.Context
 	stop    context.CancelFunc
+	mu      sync.Mutex // guards closed and wg.Add against Close's wg.Wait
+	closed  bool
 	wg      sync.WaitGroup
 }
 
@@ -61,7 +63,14 @@ func (s *Store) committed() {
 	if a.done.Load() || a.commits.Add(1)%analyzeCheckEvery != 0 || !a.running.CompareAndSwap(false, true) {
 		return
 	}
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		a.running.Store(false)
+		return
+	}
 	a.wg.Add(1)
+	a.mu.Unlock()
 	go func() {
 		defer a.wg.Done()
 		defer a.running.Store(false)

@@ -65,6 +65,9 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 
 // Close releases the store's connections.
 func (s *Store) Close() error {
+	s.analyze.mu.Lock()
+	s.analyze.closed = true
+	s.analyze.mu.Unlock()
 	s.analyze.stop()
 	s.analyze.wg.Wait()
 	s.pool.Close()
@@ -172,7 +175,10 @@ func (s *Store) update(ctx context.Context, fn func(tx gatehouse.Tx) error) (ret
 	}
 	if p.failed != nil || p.aborted != nil {
 		// A queued statement failed: COMMIT was not sent, or PostgreSQL
-		// skipped it.
+		// skipped it; or reading the last batch's results broke off (a
+		// lost connection, a cancelled context), after which COMMIT's
+		// outcome is unknown. Only an explicit serialization failure or
+		// deadlock is retried, so nothing is applied twice.
 		return isRetryable(p.aborted) || isRetryable(err), err
 	}
 	committed = true // or failed: either way there is nothing to roll back
