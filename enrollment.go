@@ -89,8 +89,9 @@ type Endpoint struct {
 	Weight int    `json:"weight,omitempty"` // for hashed allocation; default 1
 }
 
-// ValidateEndpointHost checks an endpoint: a host name or address, with an
-// optional port.
+// ValidateEndpointHost checks an endpoint: a host name (printable ASCII;
+// an internationalised name in its xn-- form) or address, with an optional
+// port.
 func ValidateEndpointHost(h string) error {
 	host := h
 	if hh, port, err := net.SplitHostPort(h); err == nil {
@@ -99,7 +100,8 @@ func ValidateEndpointHost(h string) error {
 			return Errorf(EInvalid, "endpoint %q: the port must be a number from 1 to 65535", truncate(h, 64))
 		}
 	}
-	if host == "" || len(h) > 253 || strings.ContainsAny(host, "/ @?#:[]") && net.ParseIP(host) == nil {
+	printable := !strings.ContainsFunc(h, func(r rune) bool { return r < 0x21 || r > 0x7e })
+	if host == "" || len(h) > 253 || !printable || strings.ContainsAny(host, "/ @?#:[]") && net.ParseIP(host) == nil {
 		return Errorf(EInvalid, "endpoint host %q is not a host name or address", truncate(h, 64))
 	}
 	return nil
