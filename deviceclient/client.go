@@ -101,6 +101,10 @@ type Config struct {
 	// MQTTAddr is host:port of the server's MQTT over TLS listener
 	// (DPSMQTT, NativeMQTT); default: ServerURL's host, port 8883.
 	MQTTAddr string
+	// HubAddr is host:port of the broker Connect opens the device's
+	// session on; default: the hub the registration assigned
+	// (Identity.AssignedHub, port 8883 unless it names one), else MQTTAddr.
+	HubAddr string
 	// CoAPAddr is host:port of the server's CoAP over DTLS listener (CoAP,
 	// ESTCoAP); default: ServerURL's host, port 5684.
 	CoAPAddr string

@@ -46,18 +46,18 @@ type mqttMessage struct {
 // dialMQTT connects to the MQTT listener over TLS (presenting cert, if
 // any), sends CONNECT as clientID and subscribes to filter. A refused CONNECT or
 // SUBSCRIBE is an *Error with the status its reason code stands for.
-func (c *Client) dialMQTT(ctx context.Context, clientID, username, password string, cert *tls.Certificate, filter string) (*mqttSession, error) {
+func (c *Client) dialMQTT(ctx context.Context, addr, clientID, username, password string, cert *tls.Certificate, filter string) (*mqttSession, error) {
 	cctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
 	defer cancel()
 	dial := c.cfg.DialContext
 	if dial == nil {
 		dial = (&net.Dialer{}).DialContext
 	}
-	raw, err := dial(cctx, "tcp", c.cfg.MQTTAddr)
+	raw, err := dial(cctx, "tcp", addr)
 	if err != nil {
 		return nil, transportError(ctx, err)
 	}
-	host, _, _ := net.SplitHostPort(c.cfg.MQTTAddr)
+	host, _, _ := net.SplitHostPort(addr)
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: c.cfg.RootCAs, ServerName: host}
 	if cert != nil {
 		tc.Certificates = []tls.Certificate{*cert}
@@ -282,7 +282,7 @@ func (c *Client) registerDPSMQTT(ctx context.Context, csrDER []byte) (*Identity,
 	}
 	username := c.cfg.Scope + "/registrations/" + c.cfg.RegistrationID + "/api-version=" + dpsMQTTAPIVersion +
 		"&ClientVersion=gatehouse-deviceclient"
-	s, err := c.dialMQTT(ctx, c.cfg.RegistrationID, username, password, cr.FactoryCertificate, "$dps/registrations/res/#")
+	s, err := c.dialMQTT(ctx, c.cfg.MQTTAddr, c.cfg.RegistrationID, username, password, cr.FactoryCertificate, "$dps/registrations/res/#")
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +385,7 @@ func (c *Client) registerNativeMQTT(ctx context.Context, csrDER []byte) (*Identi
 	if cr.SymmetricKey != nil || cr.GroupKey != nil {
 		password = c.sas()
 	}
-	s, err := c.dialMQTT(ctx, c.cfg.RegistrationID, c.cfg.Scope+"/"+c.cfg.RegistrationID, password, cr.FactoryCertificate, "gatehouse/provision/+/res")
+	s, err := c.dialMQTT(ctx, c.cfg.MQTTAddr, c.cfg.RegistrationID, c.cfg.Scope+"/"+c.cfg.RegistrationID, password, cr.FactoryCertificate, "gatehouse/provision/+/res")
 	if err != nil {
 		return nil, err
 	}

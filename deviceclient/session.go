@@ -6,14 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/attest"
 )
 
-// Session is a provisioned device's MQTT connection to Gatehouse's broker
-// (Config.MQTTAddr): it receives the device's desired configuration and
-// reports its properties. It is not safe for concurrent use.
+// Session is a provisioned device's MQTT connection to its broker (the hub
+// its registration assigned, else Config.MQTTAddr; Config.HubAddr
+// overrides): it receives the device's desired configuration and reports
+// its properties. It is not safe for concurrent use.
 type Session struct {
 	s        *mqttSession
 	deviceID string
@@ -52,7 +55,7 @@ func (c *Client) Connect(ctx context.Context, id *Identity) (*Session, error) {
 	}
 	var sess *Session
 	err := c.cfg.Retry.do(ctx, c.cfg.OnRetry, func() error {
-		s, err := c.dialMQTT(ctx, id.DeviceID, username, password, cert, configTopic(id.DeviceID))
+		s, err := c.dialMQTT(ctx, c.hubAddr(id), id.DeviceID, username, password, cert, configTopic(id.DeviceID))
 		if err != nil {
 			return err
 		}
@@ -63,6 +66,22 @@ func (c *Client) Connect(ctx context.Context, id *Identity) (*Session, error) {
 }
 
 func configTopic(deviceID string) string { return "devices/" + deviceID + "/config" }
+
+// hubAddr is the broker a session connects to: Config.HubAddr, else the
+// hub the device was assigned (port 8883 unless it names one), else
+// Config.MQTTAddr.
+func (c *Client) hubAddr(id *Identity) string {
+	switch {
+	case c.cfg.HubAddr != "":
+		return c.cfg.HubAddr
+	case id.AssignedHub != "":
+		if _, _, err := net.SplitHostPort(id.AssignedHub); err == nil {
+			return id.AssignedHub
+		}
+		return net.JoinHostPort(strings.Trim(id.AssignedHub, "[]"), "8883")
+	}
+	return c.cfg.MQTTAddr
+}
 
 // Config returns the device's desired configuration: the latest the
 // broker has sent (at connect, then at each change) that Config has not

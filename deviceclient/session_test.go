@@ -67,6 +67,49 @@ func TestSessionReports(t *testing.T) {
 	}
 }
 
+// TestSessionFollowsAssignedHub: the session goes to the hub the
+// registration assigned (here the node's broker, named as the enrollment's
+// endpoint), not to Config.MQTTAddr, which points nowhere; Config.HubAddr
+// overrides both.
+func TestSessionFollowsAssignedHub(t *testing.T) {
+	n := startNode(t)
+	ctx := context.Background()
+	e := n.enroll(t, registry.EnrollmentCreate{ID: "hubbed", Type: gatehouse.EnrollmentGroup,
+		Attestation: gatehouse.Attestation{Type: gatehouse.AttestSymmetricKey},
+		Allocation:  gatehouse.Allocation{Endpoints: []gatehouse.Endpoint{{Host: n.srv.MQTTAddr().String()}}}})
+	groupKey, _ := base64.StdEncoding.DecodeString(e.Attestation.PrimaryKey)
+	nowhere := closedTCP(t)
+	cfg := deviceclient.Config{ServerURL: n.srv.URL(), RegistrationID: "hubbed-1", EnrollmentID: e.ID,
+		Credentials: deviceclient.Credentials{GroupKey: groupKey}, RootCAs: n.roots, MQTTAddr: nowhere,
+		Store: &deviceclient.MemoryStore{}, ConnectTimeout: 3 * time.Second, Retry: deviceclient.Retry{Attempts: 1}}
+	c, err := deviceclient.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := c.Provision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.AssignedHub != n.srv.MQTTAddr().String() {
+		t.Fatalf("assigned hub %q, want %q", id.AssignedHub, n.srv.MQTTAddr())
+	}
+	s, err := c.Connect(ctx, id)
+	if err != nil {
+		t.Fatalf("Connect to the assigned hub: %v", err)
+	}
+	s.Close()
+
+	cfg.HubAddr = nowhere
+	c, err = deviceclient.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := c.Connect(ctx, id); err == nil {
+		s.Close()
+		t.Error("Connect with HubAddr pointing nowhere succeeded: HubAddr was not used")
+	}
+}
+
 // TestSessionRefusalIsNotRetried: a device an operator disabled is refused
 // at CONNECT, once, with a permanent error.
 func TestSessionRefusalIsNotRetried(t *testing.T) {

@@ -734,8 +734,9 @@ func (f *simFleet) device(ctx context.Context, regID string, plan []deviceclient
 // reports the device's properties; a session lost on the way (an injected
 // drop) starts again.
 func (f *simFleet) report(ctx context.Context, id *deviceclient.Identity, creds deviceclient.Credentials) error {
-	// A client of its own: sessions go to the server's broker even where
-	// --mqtt-addr points the provisioning elsewhere.
+	// A client of its own: sessions go to the hub the registration
+	// assigned, else to the server's broker, even where --mqtt-addr points
+	// the provisioning elsewhere.
 	c, err := deviceclient.New(deviceclient.Config{ServerURL: f.t.url, Scope: f.o.scope, RegistrationID: id.RegistrationID,
 		Credentials: creds, RootCAs: f.t.roots,
 		Store:    &deviceclient.MemoryStore{},
