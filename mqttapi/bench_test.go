@@ -46,7 +46,7 @@ func (noProvisioning) Operation(context.Context, provision.Request, string) (*ga
 	return nil, nil, errNoProvisioning
 }
 func (noProvisioning) Attest(context.Context, provision.Request) error { return errNoProvisioning }
-func (noProvisioning) AuthenticateDeviceSAS(context.Context, string, string, string) (*gatehouse.Device, error) {
+func (noProvisioning) AuthenticateDeviceSAS(context.Context, string, string, string, string) (*gatehouse.Device, error) {
 	return nil, errNoProvisioning
 }
 

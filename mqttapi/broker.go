@@ -40,7 +40,7 @@ type Provisioner interface {
 	Register(ctx context.Context, req provision.Request) (*provision.Result, error)
 	Operation(ctx context.Context, req provision.Request, operationID string) (*gatehouse.Registration, *gatehouse.Device, error)
 	Attest(ctx context.Context, req provision.Request) error
-	AuthenticateDeviceSAS(ctx context.Context, scope, deviceID, sas string) (*gatehouse.Device, error)
+	AuthenticateDeviceSAS(ctx context.Context, scope, deviceID, sas, source string) (*gatehouse.Device, error)
 }
 
 // Limits bound what one client may do. Zero members take the defaults.

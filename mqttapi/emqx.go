@@ -348,7 +348,7 @@ func (h *hookHandler) authenticate(ctx context.Context, in *HookRequest) (*gateh
 		if perr != nil {
 			return nil, time.Time{}, "deny"
 		}
-		d, err = h.prov.AuthenticateDeviceSAS(ctx, scope, id, in.Password)
+		d, err = h.prov.AuthenticateDeviceSAS(ctx, scope, id, in.Password, in.PeerHost)
 		expire = sas.Expiry
 	default:
 		return nil, time.Time{}, "ignore"

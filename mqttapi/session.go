@@ -201,7 +201,7 @@ func (b *Broker) authenticate(ctx context.Context, cl *mqtt.Client, pk packets.P
 			req.SAS = password
 			break
 		}
-		d, err := b.prov.AuthenticateDeviceSAS(ctx, scope, id, password)
+		d, err := b.prov.AuthenticateDeviceSAS(ctx, scope, id, password, source)
 		if err != nil {
 			return nil, b.deviceRefusal(ctx, scope, id, err)
 		}

@@ -17,27 +17,29 @@ var errDeviceSAS = gatehouse.Errorf(gatehouse.EUnauthenticated, "authentication 
 // the key derived from its group's key and the device ID (so a group's
 // devices must have been registered with device ID = registration ID, the
 // default template). Both slots (primary, secondary) are tried. Repeated
-// failures lock the device ID out as failed attestations do. A device whose
+// failures lock the device ID out as failed attestations do: from source
+// (the client's address; "" if unknown) first, everywhere after many more
+// (guard.go). A device whose
 // state forbids authentication gets EForbidden (the caller reads the
 // device's state to say why); anything else that fails is EUnauthenticated.
-func (s *Service) AuthenticateDeviceSAS(ctx context.Context, scope, deviceID, sas string) (*gatehouse.Device, error) {
+func (s *Service) AuthenticateDeviceSAS(ctx context.Context, scope, deviceID, sas, source string) (*gatehouse.Device, error) {
 	if gatehouse.ValidateScopeID(scope) != nil || gatehouse.ValidateDeviceID(deviceID) != nil {
 		return nil, errDeviceSAS
 	}
-	key := "device:" + scope + "/" + deviceID
-	if locked, after := s.lockout.Check(key); locked {
+	g := newGuard("device:"+scope+"/"+deviceID, source)
+	if locked, after := s.lockedOut(g); locked {
 		return nil, rateLimited(after, "locked out after repeated failed authentications")
 	}
 	d, err := s.authenticateDeviceSAS(ctx, scope, deviceID, sas)
 	if err != nil {
 		if gatehouse.ErrorCode(err) == gatehouse.EUnauthenticated {
-			s.lockout.Failure(key)
+			s.failed(g)
 			s.log.Info("device SAS authentication failed", "scope", scope, "device_id", deviceID, "reason", failureReason(err))
 			return nil, errDeviceSAS
 		}
 		return nil, err
 	}
-	s.lockout.Success(key)
+	s.succeeded(g)
 	return d, nil
 }
 
@@ -120,12 +122,12 @@ func (s *Service) Attest(ctx context.Context, req Request) error {
 			return rateLimited(after, "too many registrations from this address")
 		}
 	}
-	idKey := req.Scope + "/" + req.RegistrationID
-	if locked, after := s.lockout.Check(idKey); locked {
+	g := newGuard(req.Scope+"/"+req.RegistrationID, req.Source)
+	if locked, after := s.lockedOut(g); locked {
 		return rateLimited(after, "locked out after repeated failed attestations")
 	}
 	if _, err := s.attest(ctx, req); err != nil {
-		s.attestationFailed(ctx, req, idKey, err)
+		s.attestationFailed(ctx, req, g, err)
 		return err
 	}
 	return nil

@@ -374,6 +374,51 @@ func TestLockoutAndAuthFailedEvent(t *testing.T) {
 	}
 }
 
+// TestLockoutPerSource: failed proofs from one address lock that address
+// out of the ID, not the device registering from elsewhere; failures from
+// many addresses lock the ID itself after ten times as many. Device SAS
+// logins are guarded the same way.
+func TestLockoutPerSource(t *testing.T) {
+	f := newFixture(t, provision.WithRateLimits(1000, 1000, 1000, 1000))
+	g := f.enroll(t, `{"id":"g","type":"group","attestation":{"type":"symmetric_key"}}`)
+	bad := sasFor(t, base64.StdEncoding.EncodeToString([]byte("wrongwrongwrongwrong")), "p-1", true)
+	req := func(source, sas string) provision.Request {
+		return provision.Request{Scope: "default", RegistrationID: "p-1", SAS: sas, Source: source}
+	}
+	for range 6 {
+		f.prov.Register(f.ctx, req("203.0.113.66", bad))
+	}
+	good := sasFor(t, g.Attestation.PrimaryKey, "p-1", true)
+	_, err := f.prov.Register(f.ctx, req("203.0.113.66", good))
+	wantCode(t, err, gatehouse.ERateLimited)
+	if _, err := f.prov.Register(f.ctx, req("198.51.100.7", good)); err != nil {
+		t.Fatalf("the device, from its own address, after an attacker's failures: %v", err)
+	}
+
+	// Spread over many addresses, failures lock the ID everywhere.
+	for i := range 60 {
+		f.prov.Register(f.ctx, req(fmt.Sprintf("192.0.2.%d", i), bad))
+	}
+	_, err = f.prov.Register(f.ctx, req("198.51.100.7", good))
+	wantCode(t, err, gatehouse.ERateLimited)
+
+	// Device SAS logins.
+	group, _ := base64.StdEncoding.DecodeString(g.Attestation.PrimaryKey)
+	if _, err := f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: "p-2", SAS: sasFor(t, g.Attestation.PrimaryKey, "p-2", true)}); err != nil {
+		t.Fatal(err)
+	}
+	goodDev := attest.NewSAS(attest.DeriveDeviceKey(group, "p-2"), "default/devices/p-2", time.Now().Add(time.Hour))
+	badDev := attest.NewSAS([]byte("wrongwrongwrongwrongwrongwrong12"), "default/devices/p-2", time.Now().Add(time.Hour))
+	for range 6 {
+		f.prov.AuthenticateDeviceSAS(f.ctx, "default", "p-2", badDev, "203.0.113.66")
+	}
+	_, err = f.prov.AuthenticateDeviceSAS(f.ctx, "default", "p-2", goodDev, "203.0.113.66")
+	wantCode(t, err, gatehouse.ERateLimited)
+	if _, err := f.prov.AuthenticateDeviceSAS(f.ctx, "default", "p-2", goodDev, "198.51.100.7"); err != nil {
+		t.Errorf("device SAS from the device's own address: %v", err)
+	}
+}
+
 func TestWebhooksAndAllocation(t *testing.T) {
 	secretKey := "hook-secret-0123456789"
 	var mu sync.Mutex
@@ -591,7 +636,7 @@ func TestRevokeKeyCredential(t *testing.T) {
 	deviceSAS := func(id string) string {
 		return attest.NewSAS(attest.DeriveDeviceKey(group, id), "default/devices/"+id, time.Now().Add(time.Hour))
 	}
-	if _, err := f.prov.AuthenticateDeviceSAS(f.ctx, "default", "k-1", deviceSAS("k-1")); err != nil {
+	if _, err := f.prov.AuthenticateDeviceSAS(f.ctx, "default", "k-1", deviceSAS("k-1"), ""); err != nil {
 		t.Fatalf("device SAS before revocation: %v", err)
 	}
 	creds, err := f.reg.DeviceCredentials(f.ctx, f.admin, "default", "k-1")
@@ -617,14 +662,14 @@ func TestRevokeKeyCredential(t *testing.T) {
 	_, err = f.reg.RevokeCredential(f.ctx, f.admin, "default", "k-1", creds[0].ID, "")
 	wantCode(t, err, gatehouse.EAlreadyRevoked)
 
-	_, err = f.prov.AuthenticateDeviceSAS(f.ctx, "default", "k-1", deviceSAS("k-1"))
+	_, err = f.prov.AuthenticateDeviceSAS(f.ctx, "default", "k-1", deviceSAS("k-1"), "")
 	wantCode(t, err, gatehouse.EUnauthenticated)
 	_, err = f.prov.Register(f.ctx, provision.Request{Scope: "default", RegistrationID: "k-1", SAS: sasFor(t, g.Attestation.PrimaryKey, "k-1", true)})
 	wantCode(t, err, gatehouse.EAttestationFailed)
 	if d, err := f.reg.DeviceByID(f.ctx, "default", "k-1"); err != nil || d.State == gatehouse.StateDecommissioned {
 		t.Errorf("the device itself changed: %+v %v", d, err)
 	}
-	if _, err := f.prov.AuthenticateDeviceSAS(f.ctx, "default", "k-2", deviceSAS("k-2")); err != nil {
+	if _, err := f.prov.AuthenticateDeviceSAS(f.ctx, "default", "k-2", deviceSAS("k-2"), ""); err != nil {
 		t.Errorf("sibling device refused: %v", err)
 	}
 }
@@ -645,7 +690,7 @@ func TestDeviceSASRefusedWithIDTemplate(t *testing.T) {
 	// The member registered as "d-x" holds HMAC(group, "d-x"): the key a
 	// device SAS for device "d-x" (registration "x") would be checked with.
 	sas := attest.NewSAS(attest.DeriveDeviceKey(group, "d-x"), "default/devices/d-x", time.Now().Add(time.Hour))
-	_, err := f.prov.AuthenticateDeviceSAS(f.ctx, "default", "d-x", sas)
+	_, err := f.prov.AuthenticateDeviceSAS(f.ctx, "default", "d-x", sas, "")
 	wantCode(t, err, gatehouse.EUnauthenticated)
 
 	// With the identity template, SAS login works.
@@ -654,7 +699,7 @@ func TestDeviceSASRefusedWithIDTemplate(t *testing.T) {
 		t.Fatal(err)
 	}
 	hk, _ := base64.StdEncoding.DecodeString(h.Attestation.PrimaryKey)
-	if _, err := f.prov.AuthenticateDeviceSAS(f.ctx, "default", "y", attest.NewSAS(attest.DeriveDeviceKey(hk, "y"), "default/devices/y", time.Now().Add(time.Hour))); err != nil {
+	if _, err := f.prov.AuthenticateDeviceSAS(f.ctx, "default", "y", attest.NewSAS(attest.DeriveDeviceKey(hk, "y"), "default/devices/y", time.Now().Add(time.Hour)), ""); err != nil {
 		t.Errorf("identity template: %v", err)
 	}
 }

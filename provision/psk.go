@@ -187,8 +187,8 @@ func (s *Service) RegisterPSK(ctx context.Context, id PSKIdentity, req Request) 
 			return nil, rateLimited(after, "too many registrations from this address")
 		}
 	}
-	idKey := req.Scope + "/" + req.RegistrationID
-	if ok, after := s.byID.Allow(idKey); !ok {
+	g := newGuard(req.Scope+"/"+req.RegistrationID, req.Source)
+	if ok, after := s.byID.Allow(g.pair); !ok {
 		return nil, rateLimited(after, "too many registrations for this registration ID")
 	}
 	var csr *x509.CertificateRequest

@@ -74,7 +74,9 @@ type Service struct {
 	client   *http.Client
 	bySource *ratelimit.Limiter
 	byID     *ratelimit.Limiter
-	lockout  *ratelimit.Lockout
+	lockout  *ratelimit.Lockout // per source and ID
+	// idLockout counts an ID's failures from every source (guard.go).
+	idLockout *ratelimit.Lockout
 
 	maxSASLifetime time.Duration
 	defaultHub     string // assigned when an enrollment names no endpoint
@@ -146,7 +148,8 @@ func New(store gatehouse.Reader, reg *registry.Service, opts ...Option) *Service
 	for _, o := range opts {
 		o(s)
 	}
-	s.lockout = ratelimit.NewLockout(5, 10*time.Second, 15*time.Minute, 100_000, s.now)
+	s.lockout = ratelimit.NewLockout(sourceLockoutFailures, lockoutBase, lockoutMax, 100_000, s.now)
+	s.idLockout = ratelimit.NewLockout(idLockoutFailures, lockoutBase, lockoutMax, 100_000, s.now)
 	return s
 }
 
@@ -192,11 +195,11 @@ func (s *Service) Register(ctx context.Context, req Request) (res *Result, err e
 			return nil, rateLimited(after, "too many registrations from this address")
 		}
 	}
-	idKey := req.Scope + "/" + req.RegistrationID
-	if ok, after := s.byID.Allow(idKey); !ok {
+	g := newGuard(req.Scope+"/"+req.RegistrationID, req.Source)
+	if ok, after := s.byID.Allow(g.pair); !ok {
 		return nil, rateLimited(after, "too many registrations for this registration ID")
 	}
-	if locked, after := s.lockout.Check(idKey); locked {
+	if locked, after := s.lockedOut(g); locked {
 		return nil, rateLimited(after, "locked out after repeated failed attestations")
 	}
 	var csr *x509.CertificateRequest
@@ -208,7 +211,7 @@ func (s *Service) Register(ctx context.Context, req Request) (res *Result, err e
 	}
 	m, err := s.attest(ctx, req)
 	if err != nil {
-		s.attestationFailed(ctx, req, idKey, err)
+		s.attestationFailed(ctx, req, g, err)
 		return nil, err
 	}
 	operationID := newOperationID()
@@ -223,18 +226,18 @@ func (s *Service) Register(ctx context.Context, req Request) (res *Result, err e
 		}
 		return nil, err
 	}
-	s.lockout.Success(idKey)
+	s.succeeded(g)
 	return res, nil
 }
 
 // attestationFailed counts a failed proof; when the failures lock the ID
 // out, a device.auth_failed event records it (one per lockout, so that a
 // flood of bad requests cannot flood the event log).
-func (s *Service) attestationFailed(ctx context.Context, req Request, idKey string, err error) {
+func (s *Service) attestationFailed(ctx context.Context, req Request, g guard, err error) {
 	if code := gatehouse.ErrorCode(err); code != gatehouse.EAttestationFailed && code != gatehouse.EEnrollmentNotFound {
 		return
 	}
-	lockedFor := s.lockout.Failure(idKey)
+	lockedFor := s.failed(g)
 	s.log.Info("attestation failed", "scope", req.Scope, "device_id", req.RegistrationID, "dialect", req.Dialect,
 		"source", req.Source, "reason", failureReason(err))
 	if lockedFor > 0 {
@@ -312,8 +315,8 @@ func (s *Service) provision(ctx context.Context, req Request, m *match, csr *x50
 // Operation returns the registration record for a DPS operation poll. The
 // caller must prove itself again (the same proof as for Register).
 func (s *Service) Operation(ctx context.Context, req Request, operationID string) (*gatehouse.Registration, *gatehouse.Device, error) {
-	idKey := req.Scope + "/" + req.RegistrationID
-	if locked, after := s.lockout.Check(idKey); locked {
+	g := newGuard(req.Scope+"/"+req.RegistrationID, req.Source)
+	if locked, after := s.lockedOut(g); locked {
 		return nil, nil, rateLimited(after, "locked out after repeated failed attestations")
 	}
 	if err := gatehouse.ValidateScopeID(req.Scope); err != nil {
@@ -323,7 +326,7 @@ func (s *Service) Operation(ctx context.Context, req Request, operationID string
 		return nil, nil, err
 	}
 	if _, err := s.attest(ctx, req); err != nil {
-		s.attestationFailed(ctx, req, idKey, err)
+		s.attestationFailed(ctx, req, g, err)
 		return nil, nil, err
 	}
 	reg, err := s.reg.Registration(ctx, req.Scope, req.RegistrationID)
