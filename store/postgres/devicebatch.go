@@ -96,22 +96,32 @@ func (t *Tx) CreateDevices(ds []*gatehouse.Device, changes []*gatehouse.StateCha
 	b.Queue(`INSERT INTO device_history (scope, device_id, from_state, to_state, actor, reason, time)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])`,
 		scopes, ids, hFrom, hTo, hActor, hReason, hTime)
+	return t.sendCreateBatch(b, &inserted, n, "devices", ds[0].Scope)
+}
+
+// sendCreateBatch sends a batch create: b holds SAVEPOINT create_batch,
+// the insert whose count of new rows lands in *inserted (-1 until it
+// does), and its dependent rows. All n new: the savepoint's release goes
+// with the next statement. Else the batch is rolled back to the savepoint
+// and a conflict (some rows exist) or a missing row leaves the
+// transaction usable, as the Tx contract says.
+func (t *Tx) sendCreateBatch(b *pgx.Batch, inserted *int64, n int, what, scope string) error {
 	err := t.tx.SendBatch(t.ctx, b).Close()
 	if t.tx.failed != nil {
 		return t.tx.failed // a write queued before failed: the savepoint was not reached
 	}
-	if err == nil && inserted == int64(n) {
-		t.tx.queue(queued{sql: `RELEASE SAVEPOINT create_batch`, check: execCheck("create devices")})
+	if err == nil && *inserted == int64(n) {
+		t.tx.queue(queued{sql: `RELEASE SAVEPOINT create_batch`, check: execCheck("create " + what)})
 		return nil
 	}
 	if _, rerr := t.tx.Exec(t.ctx, `ROLLBACK TO SAVEPOINT create_batch`); rerr != nil {
-		return t.fail("create devices", rerr)
+		return t.fail("create "+what, rerr)
 	}
-	if inserted >= 0 && inserted != int64(n) {
+	if *inserted >= 0 && *inserted != int64(n) {
 		// The rows after the count may have failed on the existing ones.
-		return gatehouse.Errorf(gatehouse.EConflict, "%d of %d devices already exist in scope %q", int64(n)-inserted, n, ds[0].Scope)
+		return gatehouse.Errorf(gatehouse.EConflict, "%d of %d %s already exist in scope %q", int64(n)-*inserted, n, what, scope)
 	}
-	e := mapErr("create devices", err)
+	e := mapErr("create "+what, err)
 	if gatehouse.ErrorCode(e) == gatehouse.EConflict || gatehouse.ErrorCode(e) == gatehouse.ENotFound {
 		return e // rolled back to the savepoint: the transaction goes on
 	}

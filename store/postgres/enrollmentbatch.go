@@ -75,24 +75,5 @@ func (t *Tx) CreateEnrollments(es []*gatehouse.Enrollment) error {
 		SELECT count(*) FROM e`,
 		scopes, ids, types, attTypes, enabled, bodies, configs, tokenHashes, sealed, etags, created, updated, registrations, uses).
 		QueryRow(func(row pgx.Row) error { return row.Scan(&inserted) })
-	err := t.tx.SendBatch(t.ctx, b).Close()
-	if t.tx.failed != nil {
-		return t.tx.failed // a write queued before failed: the savepoint was not reached
-	}
-	if err == nil && inserted == int64(n) {
-		t.tx.queue(queued{sql: `RELEASE SAVEPOINT create_batch`, check: execCheck("create enrollments")})
-		return nil
-	}
-	if _, rerr := t.tx.Exec(t.ctx, `ROLLBACK TO SAVEPOINT create_batch`); rerr != nil {
-		return t.fail("create enrollments", rerr)
-	}
-	if inserted >= 0 && inserted != int64(n) {
-		// The rows after the count may have failed on the existing ones.
-		return gatehouse.Errorf(gatehouse.EConflict, "%d of %d enrollments already exist in scope %q", int64(n)-inserted, n, es[0].Scope)
-	}
-	e := mapErr("create enrollments", err)
-	if gatehouse.ErrorCode(e) == gatehouse.EConflict || gatehouse.ErrorCode(e) == gatehouse.ENotFound {
-		return e
-	}
-	return t.check(e)
+	return t.sendCreateBatch(b, &inserted, n, "enrollments", es[0].Scope)
 }
