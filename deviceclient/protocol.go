@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gatehouse-iot/gatehouse/dpswire"
 )
 
 // maxResponse bounds what the device reads of an answer.
@@ -194,20 +196,8 @@ func dpsPollWait(retryAfter, backoff time.Duration) time.Duration {
 }
 
 // dpsOperation is a DPS registration operation's status (both DPS
-// dialects).
-type dpsOperation struct {
-	OperationID       string `json:"operationId"`
-	Status            string `json:"status"`
-	RegistrationState *struct {
-		DeviceID               string          `json:"deviceId"`
-		AssignedHub            string          `json:"assignedHub"`
-		Status                 string          `json:"status"`
-		ErrorCode              int             `json:"errorCode"`
-		ErrorMessage           string          `json:"errorMessage"`
-		Payload                json.RawMessage `json:"payload"`
-		IssuedCertificateChain []string        `json:"issuedCertificateChain"`
-	} `json:"registrationState"`
-}
+// dialects), in the wire format the server writes.
+type dpsOperation dpswire.OperationStatus
 
 // result is the operation's outcome once it has one (done): the identity
 // it assigned, or why it failed. A failure's status is the errorCode's
